@@ -1,0 +1,95 @@
+"""What a dataset loader returns, and how ``name:key=value,...`` specs reach a loader."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .plugins import get_plugin_manager
+
+
+@dataclass
+class Dataset:
+    """Rows to fit or score. ``y`` marks anomalies with 1 (normal rows 0), when known."""
+
+    X: np.ndarray
+    y: np.ndarray | None = None
+    feature_names: list[str] | None = None
+    name: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.y is not None and len(self.y) != len(self.X):
+            raise ValueError(
+                f"dataset {self.name!r} has {len(self.X)} rows but {len(self.y)} labels"
+            )
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """Split ``"synthetic:n=2000,anomalies=0.05"`` into its name and raw option strings."""
+    name, _, rest = spec.partition(":")
+    options: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"dataset option {item!r} in {spec!r} is not of the form key=value")
+        options[key.strip()] = value.strip()
+    if not name.strip():
+        raise ValueError(f"dataset spec {spec!r} has no name")
+    return name.strip(), options
+
+
+def coerce_options(loader: Any, options: dict[str, str]) -> dict[str, Any]:
+    """Convert option strings to the types the loader's annotations ask for."""
+    signature = inspect.signature(loader)
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    converted: dict[str, Any] = {}
+    for key, raw in options.items():
+        parameter = signature.parameters.get(key)
+        if parameter is None:
+            if accepts_any:
+                converted[key] = raw
+                continue
+            known = [p for p in signature.parameters if p != "self"]
+            raise ValueError(f"unknown option {key!r}; this dataset takes: {', '.join(known)}")
+        converted[key] = _convert(key, raw, parameter)
+    return converted
+
+
+def _convert(key: str, raw: str, parameter: inspect.Parameter) -> Any:
+    annotation = parameter.annotation
+    if isinstance(annotation, str):  # postponed annotations: take the first named type
+        annotation = annotation.split("|")[0].strip()
+    type_name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(type_name)
+    if kind is None and parameter.default is not inspect.Parameter.empty:
+        default = parameter.default
+        kind = type(default) if isinstance(default, (int, float, bool, str)) else str
+    kind = kind or str
+    try:
+        if kind is bool:
+            lowered = raw.lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no"}:
+                raise ValueError(raw)
+            return lowered in {"1", "true", "yes"}
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"option {key}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def load_dataset(spec: str, **overrides: Any) -> Dataset:
+    """Load a dataset by plugin spec, e.g. ``load_dataset("synthetic:n=2000")``."""
+    name, raw_options = parse_spec(spec)
+    registration = get_plugin_manager().get("dataset", name)
+    options = coerce_options(registration.factory, raw_options)
+    options.update(overrides)
+    dataset = registration.factory(**options)
+    if not isinstance(dataset, Dataset):
+        raise TypeError(
+            f"dataset loader {name!r} (plugin {registration.plugin!r}) returned "
+            f"{type(dataset).__name__}, not a Dataset"
+        )
+    return dataset

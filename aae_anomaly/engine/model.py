@@ -1,0 +1,101 @@
+"""The three networks of an AAE and the input scaling they share."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+RECONSTRUCTION_LOSSES = ("mse", "l1", "bce")
+POSTERIORS = ("deterministic", "gaussian")
+
+
+class Discriminator(nn.Module):
+    """D(z): the logit that a code was drawn from the prior rather than the encoder."""
+
+    def __init__(self, latent_dim: int, hidden: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).squeeze(-1)
+
+
+class AAEModule(nn.Module):
+    """Encoder, decoder and discriminator, with the input scaling kept as buffers.
+
+    Rows arrive flat, shape ``(n, n_features)``, in the user's units; :meth:`scale_input`
+    maps them to the network's units (standardized, or to [0, 1] for the bce loss) and
+    reshapes them to ``(n, *input_shape)``.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        discriminator: nn.Module,
+        input_shape: tuple[int, ...],
+        latent_dim: int,
+        posterior: str,
+        loss: str,
+        center: torch.Tensor,
+        scale: torch.Tensor,
+    ):
+        super().__init__()
+        self.encoder, self.decoder, self.discriminator = encoder, decoder, discriminator
+        self.input_shape = tuple(input_shape)
+        self.latent_dim = latent_dim
+        self.posterior = posterior
+        self.loss = loss
+        self.register_buffer("center", center.to(torch.float32))
+        self.register_buffer("scale", scale.to(torch.float32))
+
+    def scale_input(self, rows: torch.Tensor) -> torch.Tensor:
+        x = (rows - self.center) / self.scale
+        if self.loss == "bce":
+            x = x.clamp(0.0, 1.0)
+        return x.reshape(len(rows), *self.input_shape)
+
+    def unscale_output(self, output: torch.Tensor) -> torch.Tensor:
+        """Decoder output back to flat rows in the user's units."""
+        flat = output.reshape(len(output), -1)
+        if self.loss == "bce":
+            flat = torch.sigmoid(flat)
+        return flat * self.scale + self.center
+
+    def encode(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Codes of scaled inputs: the posterior mean, or a sample when ``generator`` is
+        given and the posterior is Gaussian (the reparameterization trick)."""
+        code = self.encoder(x)
+        if self.posterior == "deterministic":
+            return code
+        mean, log_var = code.chunk(2, dim=-1)
+        if generator is None:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+        return mean + noise * torch.exp(0.5 * log_var.clamp(-20.0, 20.0))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+def per_sample_reconstruction_error(
+    output: torch.Tensor, target: torch.Tensor, loss: str
+) -> torch.Tensor:
+    """Mean reconstruction loss of each sample, shape ``(n,)``."""
+    if loss == "mse":
+        error = (output - target).square()
+    elif loss == "l1":
+        error = (output - target).abs()
+    elif loss == "bce":
+        error = nn.functional.binary_cross_entropy_with_logits(output, target, reduction="none")
+    else:
+        raise ValueError(f"unknown reconstruction loss {loss!r}; expected {RECONSTRUCTION_LOSSES}")
+    return error.reshape(len(error), -1).mean(dim=1)

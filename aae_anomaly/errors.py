@@ -1,0 +1,31 @@
+"""Exceptions a user can catch. Each message names the problem and, where there is one, the fix."""
+
+from __future__ import annotations
+
+
+class AAEAnomalyError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class PluginError(AAEAnomalyError):
+    """A plugin could not be loaded, or its hook failed or returned something unusable."""
+
+
+class UnknownPluginError(PluginError, KeyError):
+    """A prior, encoder or dataset name that no installed plugin registers."""
+
+    def __init__(self, kind: str, name: str, available: list[str]):
+        self.kind, self.name, self.available = kind, name, available
+        choices = ", ".join(available) if available else "none (is aae-anomaly installed?)"
+        super().__init__(f"unknown {kind} {name!r}; available: {choices}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the whole message
+        return self.args[0]
+
+
+class DensityUnavailableError(AAEAnomalyError, NotImplementedError):
+    """The prior can be sampled from but has no closed-form density."""
+
+
+class TrainingDivergedError(AAEAnomalyError, RuntimeError):
+    """A loss became NaN or infinite during fit."""

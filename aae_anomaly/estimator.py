@@ -1,0 +1,380 @@
+"""``AAEDetector``: the scikit-learn face of the library."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .architectures import Architecture
+from .engine import AAEModule, Discriminator, TrainingConfig, train
+from .engine.inference import encode_rows
+from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
+from .engine.runtime import flush_denormals, resolve_device, seeded
+from .plugins import get_plugin_manager
+from .priors import Prior
+from .scoring import COMPONENTS, ScoreCalibration, available_components, raw_components
+
+# Rows per batch when scoring: large batches keep the small networks' matrix products busy,
+# and one fixed size makes each row's score independent of the rows beside it.
+SCORING_BATCH_SIZE = 4096
+# With fewer calibration rows than this, calibrate on the training rows instead.
+MIN_CALIBRATION_ROWS = 5
+# contamination="auto" flags rows scoring above this quantile of held-out normal rows.
+AUTO_QUANTILE = 0.99
+
+
+class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
+    """Anomaly detector built on an adversarial autoencoder (Makhzani et al., 2015).
+
+    Fit on normal data; a new sample is anomalous when it reconstructs badly and when its
+    latent code is unlikely under the prior (see :mod:`aae_anomaly.scoring`).
+
+    Parameters
+    ----------
+    prior : str, default="gaussian"
+        Name of a registered prior plugin (``gaussian``, ``mixture``, ``swiss_roll``,
+        ``uniform``, or one a third-party package adds).
+    prior_params : dict, default=None
+        Options for the prior, e.g. ``{"n_components": 10}`` for ``mixture``.
+    encoder : str, default="mlp"
+        Name of a registered encoder architecture (``mlp`` for tabular rows, ``conv`` for
+        images).
+    encoder_params : dict, default=None
+        Options for the architecture, e.g. ``{"hidden": [128, 64]}`` for ``mlp``.
+    latent_dim : int, default=8
+        Size of the latent code.
+    epochs : int, default=50
+        Passes over the training rows.
+    batch_size : int, default=128
+        Rows per mini-batch.
+    lr_autoencoder, lr_discriminator, lr_generator : float
+        Adam learning rates of the reconstruction step, the discriminator step and the
+        encoder's adversarial step.
+    reconstruction_loss : {"mse", "l1", "bce"}, default="mse"
+        ``bce`` scales inputs to [0, 1] with the training minimum and maximum; the others
+        standardize them.
+    posterior : {"deterministic", "gaussian"}, default="deterministic"
+        The encoder's q(z|x): a point, or a Gaussian sampled with the reparameterization
+        trick during training (its mean is used for scoring).
+    input_shape : tuple of int, default=None
+        Per-sample shape for image architectures, e.g. ``(1, 28, 28)``; inferred when
+        ``None`` (a 4-D ``X`` gives it directly).
+    score_weights : dict, default=None
+        Weight of each score component in the combined score; equal when ``None``.
+    calibration_fraction : float, default=0.1
+        Share of the training rows held back to normalize the score components.
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        Expected share of anomalies. ``"auto"`` puts the threshold at the 99th percentile
+        of the held-out normal rows' scores; a float puts it at that quantile of the
+        training rows' scores.
+    device : str, default="auto"
+        ``"auto"`` uses CUDA when present, else CPU; or any torch device string.
+    random_state : int, RandomState or None, default=None
+        Seed for a reproducible fit: same data and seed give bit-identical scores on CPU.
+    verbose : bool, default=False
+        Show a progress bar with the losses during fit.
+
+    Attributes
+    ----------
+    module_ : AAEModule
+        The encoder, decoder and discriminator.
+    prior_ : Prior
+    history_ : dict of list of float
+        Per-epoch ``reconstruction``, ``discriminator`` and ``generator`` losses and
+        ``discriminator_accuracy``.
+    calibration_ : ScoreCalibration
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+    input_shape_ : tuple of int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` had string column names.
+    """
+
+    def __init__(
+        self,
+        prior: str = "gaussian",
+        prior_params: dict | None = None,
+        encoder: str = "mlp",
+        encoder_params: dict | None = None,
+        latent_dim: int = 8,
+        epochs: int = 50,
+        batch_size: int = 128,
+        lr_autoencoder: float = 1e-3,
+        lr_discriminator: float = 5e-4,
+        lr_generator: float = 1e-3,
+        reconstruction_loss: str = "mse",
+        posterior: str = "deterministic",
+        input_shape: tuple[int, ...] | None = None,
+        score_weights: dict | None = None,
+        calibration_fraction: float = 0.1,
+        contamination: str | float = "auto",
+        device: str = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool = False,
+    ):
+        self.prior = prior
+        self.prior_params = prior_params
+        self.encoder = encoder
+        self.encoder_params = encoder_params
+        self.latent_dim = latent_dim
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr_autoencoder = lr_autoencoder
+        self.lr_discriminator = lr_discriminator
+        self.lr_generator = lr_generator
+        self.reconstruction_loss = reconstruction_loss
+        self.posterior = posterior
+        self.input_shape = input_shape
+        self.score_weights = score_weights
+        self.calibration_fraction = calibration_fraction
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Fit on ``X``, rows of normal data (``y`` is ignored)."""
+        self._check_params()
+        X, image_shape = _flatten_images(X)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        train_rows, calibration_rows = self._split_calibration(X, rng)
+
+        plugins = get_plugin_manager()
+        architecture = plugins.create("encoder", self.encoder, **(self.encoder_params or {}))
+        if not isinstance(architecture, Architecture):
+            raise TypeError(f"encoder {self.encoder!r} did not build an Architecture")
+        input_shape = tuple(image_shape or self.input_shape or ())
+        if input_shape:
+            architecture.check_input_shape(input_shape, X.shape[1])
+        else:
+            input_shape = architecture.infer_input_shape(X.shape[1])
+        prior = plugins.create("prior", self.prior, self.latent_dim, **(self.prior_params or {}))
+        if not isinstance(prior, Prior):
+            raise TypeError(f"prior {self.prior!r} did not build a Prior")
+
+        device = resolve_device(self.device)
+        with seeded(seed, device) as generator, flush_denormals():
+            module = self._build_module(architecture, input_shape, train_rows).to(device)
+            rows = torch.tensor(train_rows, dtype=torch.float32, device=device)
+            self.history_ = train(
+                module, prior, rows, self._training_config(), generator, self._progress()
+            )
+            del rows
+            self.module_, self.prior_, self.device_ = module, prior, device
+            self.input_shape_ = input_shape
+            self.calibration_ = ScoreCalibration.fit(
+                self._raw_components(calibration_rows), self._checked_weights(prior)
+            )
+            if self.contamination == "auto":
+                calibration_scores = self.calibration_.combine(
+                    self._raw_components(calibration_rows)
+                )
+                self.offset_ = -float(np.quantile(calibration_scores, AUTO_QUANTILE))
+            else:
+                scores = self.calibration_.combine(self._raw_components(X))
+                self.offset_ = float(np.percentile(-scores, 100.0 * self.contamination))
+        return self
+
+    def _build_module(self, architecture, input_shape, rows: np.ndarray) -> AAEModule:
+        code_size = self.latent_dim * (2 if self.posterior == "gaussian" else 1)
+        encoder, decoder = architecture.build(input_shape, self.latent_dim, code_size)
+        center, scale = _input_scaling(rows, self.reconstruction_loss)
+        return AAEModule(
+            encoder,
+            decoder,
+            Discriminator(self.latent_dim),
+            input_shape,
+            self.latent_dim,
+            self.posterior,
+            self.reconstruction_loss,
+            torch.from_numpy(center),
+            torch.from_numpy(scale),
+        )
+
+    def _split_calibration(self, X: np.ndarray, rng: np.random.RandomState):
+        n_calibration = int(round(self.calibration_fraction * len(X)))
+        if n_calibration < MIN_CALIBRATION_ROWS or len(X) - n_calibration < 2:
+            return X, X  # too few rows to hold any back: calibrate on the training rows
+        order = rng.permutation(len(X))
+        return X[order[n_calibration:]], X[order[:n_calibration]]
+
+    def _training_config(self) -> TrainingConfig:
+        return TrainingConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr_autoencoder=self.lr_autoencoder,
+            lr_discriminator=self.lr_discriminator,
+            lr_generator=self.lr_generator,
+        )
+
+    def _progress(self):
+        if not self.verbose:
+            return None
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.epochs, desc="fit", unit="epoch")
+
+        def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+            bar.set_postfix(
+                recon=f"{metrics['reconstruction']:.4g}",
+                disc=f"{metrics['discriminator']:.3f}",
+                gen=f"{metrics['generator']:.3f}",
+                acc=f"{metrics['discriminator_accuracy']:.2f}",
+            )
+            bar.update(1)
+            if epoch + 1 == self.epochs:
+                bar.close()
+
+        return on_epoch_end
+
+    def _check_params(self) -> None:
+        _check_int("latent_dim", self.latent_dim)
+        _check_int("epochs", self.epochs)
+        _check_int("batch_size", self.batch_size)
+        for name in ("lr_autoencoder", "lr_discriminator", "lr_generator"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or not 0 < value < np.inf:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
+            raise ValueError(
+                f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, "
+                f"got {self.reconstruction_loss!r}"
+            )
+        if self.posterior not in POSTERIORS:
+            raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
+        fraction = self.calibration_fraction
+        if not isinstance(fraction, numbers.Real) or not 0 <= fraction < 1:
+            raise ValueError(f"calibration_fraction must be in [0, 1), got {fraction!r}")
+        contamination = self.contamination
+        if contamination != "auto" and not (
+            isinstance(contamination, numbers.Real) and 0 < contamination <= 0.5
+        ):
+            raise ValueError(
+                f"contamination must be 'auto' or a float in (0, 0.5], got {contamination!r}"
+            )
+        for name in ("prior_params", "encoder_params", "score_weights"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"{name} must be a dict or None, got {type(value).__name__}")
+
+    def _checked_weights(self, prior: Prior) -> dict[str, float] | None:
+        if self.score_weights is None:
+            return None
+        names = available_components(prior)
+        unknown = set(self.score_weights) - set(COMPONENTS)
+        if unknown:
+            raise ValueError(
+                f"score_weights has unknown components {sorted(unknown)}; "
+                f"expected some of {list(COMPONENTS)}"
+            )
+        weights = {name: float(self.score_weights.get(name, 0.0)) for name in names}
+        if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError(
+                f"score_weights must be non-negative with a positive sum over the "
+                f"components this prior has ({', '.join(names)}), got {self.score_weights}"
+            )
+        return weights
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _validated_rows(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X, image_shape = _flatten_images(X)
+        if image_shape is not None and image_shape != self.input_shape_:
+            raise ValueError(
+                f"images have shape {image_shape} but the model was fitted on "
+                f"{self.input_shape_}"
+            )
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+
+    def _raw_components(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        with flush_denormals():
+            return raw_components(
+                self.module_, self.prior_, rows, SCORING_BATCH_SIZE, self.device_
+            )
+
+    def score_components(self, X) -> dict[str, np.ndarray]:
+        """Each raw score component per sample, and the combined ``score``.
+
+        Keys: ``reconstruction``, ``discriminator``, ``density`` (for priors with a
+        density) and ``score``; larger values are more anomalous in every one.
+        """
+        components = self._raw_components(self._validated_rows(X))
+        components["score"] = self.calibration_.combine(components)
+        return components
+
+    def score_samples(self, X) -> np.ndarray:
+        """Opposite of the anomaly score: the higher, the more normal."""
+        rows = self._validated_rows(X)
+        return -self.calibration_.combine(self._raw_components(rows))
+
+    def decision_function(self, X) -> np.ndarray:
+        """Shifted score: negative for outliers, positive for inliers."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """+1 for inliers, -1 for outliers."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    # -- latent space ----------------------------------------------------------------------
+    def transform(self, X) -> np.ndarray:
+        """Latent codes (the posterior mean) of ``X``, shape ``(n, latent_dim)``."""
+        rows = self._validated_rows(X)
+        with flush_denormals():
+            return encode_rows(self.module_, rows, SCORING_BATCH_SIZE, self.device_)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the ``transform`` output columns: ``latent0``, ``latent1``, ..."""
+        check_is_fitted(self)
+        return np.asarray([f"latent{i}" for i in range(self.latent_dim)], dtype=object)
+
+    def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
+        """Draw ``n_samples`` new rows: prior samples passed through the decoder."""
+        check_is_fitted(self)
+        _check_int("n_samples", n_samples)
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        with seeded(seed, self.device_) as generator, torch.inference_mode():
+            z = self.prior_.sample(n_samples, generator)
+            rows = self.module_.unscale_output(self.module_.decode(z))
+        return rows.double().cpu().numpy()
+
+
+def _check_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _flatten_images(X):
+    """A 4-D array ``(n, channels, height, width)`` becomes flat rows plus its image shape."""
+    if hasattr(X, "ndim") and X.ndim == 4 and not hasattr(X, "columns"):
+        X = np.asarray(X)
+        return X.reshape(len(X), -1), tuple(int(s) for s in X.shape[1:])
+    return X, None
+
+
+def _input_scaling(rows: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and scale that map the training rows to the network's units.
+
+    Standardization for mse and l1, [0, 1] for bce. Statistics are taken in float64; a
+    constant column gets scale 1, so it maps to zero instead of NaN.
+    """
+    values = rows.astype(np.float64, copy=False)
+    if loss == "bce":
+        center = values.min(axis=0)
+        scale = values.max(axis=0) - center
+    else:
+        center = values.mean(axis=0)
+        scale = values.std(axis=0)
+    # below float32's resolution of the centre, the variation is rounding noise
+    varies = (scale > 1e-6 * np.abs(center)) & (scale > 1e-30)
+    scale = np.where(varies, scale, 1.0)
+    return center.astype(np.float32), scale.astype(np.float32)

@@ -1,0 +1,46 @@
+"""The hooks a plugin implements. Each takes a ``register`` callback and calls it once per
+thing it provides; a plugin implements only the hooks it needs.
+
+A plugin is any module (or object) with functions marked ``@hookimpl``, listed in the
+``aae_anomaly`` entry-point group of its distribution::
+
+    [project.entry-points.aae_anomaly]
+    my_priors = "my_package.priors"
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT_NAME = "aae_anomaly"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def register_priors(register):
+    """Register latent priors.
+
+    Call ``register(name, factory)`` for each prior. ``factory(latent_dim, **options)``
+    returns an :class:`aae_anomaly.priors.Prior`.
+    """
+
+
+@hookspec
+def register_encoders(register):
+    """Register encoder architectures: an encoder/decoder pair for one kind of input.
+
+    Call ``register(name, factory)`` for each architecture. ``factory(**options)`` returns
+    an :class:`aae_anomaly.architectures.Architecture`.
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register dataset loaders.
+
+    Call ``register(name, loader)`` for each loader. ``loader(**options)`` returns an
+    :class:`aae_anomaly.datasets.Dataset`; its keyword arguments, with type annotations,
+    are the options a user can pass (``name:key=value,...`` on the command line).
+    """

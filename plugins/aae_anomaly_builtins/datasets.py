@@ -1,0 +1,156 @@
+"""Built-in dataset loaders: files (csv, npy, npz), scikit-learn's bundled data sets, and
+a synthetic generator with known anomalies."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from aae_anomaly import hookimpl
+from aae_anomaly.datasets import Dataset
+
+
+def _existing(path: str) -> Path:
+    if not path:
+        raise ValueError("this dataset needs a path option, e.g. csv:path=data.csv")
+    resolved = Path(path)
+    if not resolved.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    return resolved
+
+
+def load_csv(path: str = "", label: str = "", delimiter: str = ",") -> Dataset:
+    """Rows of a CSV file with a header line. ``label`` names the column holding the
+    anomaly labels (1 = anomaly), which is then left out of the features."""
+    file = _existing(path)
+    with file.open(newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path} is empty")
+        rows = list(reader)
+    header = [name.strip() for name in header]
+    if label and label not in header:
+        raise ValueError(f"{path} has no column {label!r}; columns: {', '.join(header)}")
+    values = np.empty((len(rows), len(header)), dtype=np.float64)
+    for line, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise ValueError(
+                f"{path}, line {line}: {len(row)} fields where the header has {len(header)}"
+            )
+        for column, cell in enumerate(row):
+            try:
+                values[line - 2, column] = float(cell)
+            except ValueError:
+                raise ValueError(
+                    f"{path}, line {line}, column {header[column]!r}: {cell!r} is not a number"
+                ) from None
+    if not label:
+        return Dataset(values, None, header, file.stem)
+    index = header.index(label)
+    features = [name for name in header if name != label]
+    return Dataset(np.delete(values, index, axis=1), values[:, index], features, file.stem)
+
+
+def load_npy(path: str = "") -> Dataset:
+    """A 2-D (rows) or 4-D (images) array saved with ``numpy.save``; no labels."""
+    file = _existing(path)
+    X = np.load(file, allow_pickle=False)
+    return Dataset(_numeric(X, path), None, None, file.stem)
+
+
+def load_npz(path: str = "") -> Dataset:
+    """An ``.npz`` archive with features under ``X`` (or ``x``) and labels under ``y``."""
+    file = _existing(path)
+    with np.load(file, allow_pickle=False) as archive:
+        keys = set(archive.files)
+        feature_key = "X" if "X" in keys else "x" if "x" in keys else None
+        if feature_key is None:
+            raise ValueError(f"{path} has no array named X or x; it holds {sorted(keys)}")
+        X = _numeric(archive[feature_key], path)
+        y = archive["y"].reshape(-1).astype(np.float64) if "y" in keys else None
+    return Dataset(X, y, None, file.stem)
+
+
+def _numeric(X: np.ndarray, path: str) -> np.ndarray:
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise ValueError(f"{path} holds {X.dtype} values, not real numbers")
+    return X
+
+
+SKLEARN_SETS = ("breast_cancer", "digits", "iris", "wine")
+
+
+def load_sklearn(name: str = "breast_cancer", normal: int = -1) -> Dataset:
+    """A data set bundled with scikit-learn, as one-class anomaly detection.
+
+    Rows of class ``normal`` are normal (y = 0), every other row an anomaly (y = 1). By
+    default the normal class is ``benign`` for breast_cancer and class 0 for the others.
+    """
+    from sklearn import datasets as sk_datasets
+
+    if name not in SKLEARN_SETS:
+        raise ValueError(f"unknown scikit-learn data set {name!r}; expected one of {SKLEARN_SETS}")
+    bunch = getattr(sk_datasets, f"load_{name}")()
+    if normal == -1:
+        normal = 1 if name == "breast_cancer" else 0  # breast_cancer: 1 = benign
+    classes = np.unique(bunch.target)
+    if normal not in classes:
+        raise ValueError(f"{name} has classes {classes.tolist()}, not {normal}")
+    y = (bunch.target != normal).astype(np.float64)
+    names = [str(f) for f in bunch.feature_names]
+    return Dataset(bunch.data.astype(np.float64), y, names, name, {"normal_class": normal})
+
+
+def load_synthetic(
+    n: int = 2000, n_features: int = 10, anomalies: float = 0.05, seed: int = 0
+) -> Dataset:
+    """Normal rows near a curved 2-D manifold in ``n_features`` dimensions, plus anomalies.
+
+    Normal rows come from three clusters in a 2-D plane, sent through a fixed random
+    nonlinear map, with a little noise. Half the anomalies are uniform in the data's
+    bounding box (global anomalies); the other half are normal rows with a few features
+    shifted (local anomalies). ``y`` = 1 marks anomalies.
+    """
+    if n < 2 or n_features < 3:
+        raise ValueError("synthetic data needs n >= 2 and n_features >= 3")
+    if not 0 <= anomalies < 1:
+        raise ValueError(f"anomalies must be a fraction in [0, 1), got {anomalies}")
+    rng = np.random.default_rng(seed)
+    n_anomalies = int(round(anomalies * n))
+    n_normal = n - n_anomalies
+
+    def manifold(m: int) -> np.ndarray:
+        centers = np.array([[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]])
+        t = centers[rng.integers(3, size=m)] + rng.normal(scale=0.6, size=(m, 2))
+        return np.tanh(t @ mixing_in) @ mixing_out + 0.05 * rng.normal(size=(m, n_features))
+
+    mixing_in = rng.normal(size=(2, 8))
+    mixing_out = rng.normal(size=(8, n_features)) / np.sqrt(8)
+    normal = manifold(n_normal)
+
+    n_global = n_anomalies // 2
+    low, high = normal.min(axis=0), normal.max(axis=0)
+    global_anomalies = rng.uniform(low, high, size=(n_global, n_features))
+    local_anomalies = manifold(n_anomalies - n_global)
+    spread = normal.std(axis=0)
+    for row in local_anomalies:
+        shifted = rng.choice(n_features, size=max(1, n_features // 4), replace=False)
+        row[shifted] += rng.choice([-1.0, 1.0], size=len(shifted)) * 3 * spread[shifted]
+
+    X = np.vstack([normal, global_anomalies, local_anomalies])
+    y = np.r_[np.zeros(n_normal), np.ones(n_anomalies)]
+    order = rng.permutation(n)
+    names = [f"x{i}" for i in range(n_features)]
+    return Dataset(X[order], y[order], names, "synthetic", {"seed": seed})
+
+
+@hookimpl
+def register_datasets(register):
+    register("csv", load_csv)
+    register("npy", load_npy)
+    register("npz", load_npz)
+    register("sklearn", load_sklearn)
+    register("synthetic", load_synthetic)
