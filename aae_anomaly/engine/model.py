@@ -30,7 +30,8 @@ class AAEModule(nn.Module):
     """Encoder, decoder and discriminator, with the input scaling kept as buffers.
 
     Rows arrive flat, shape ``(n, n_features)``, in the user's units; :meth:`scale_input`
-    maps them to the network's units (standardized, or to [0, 1] for the bce loss) and
+    maps them to the network's units (standardized, or to the training range's [0, 1] for
+    the bce loss) and
     reshapes them to ``(n, *input_shape)``.
     """
 
@@ -57,8 +58,6 @@ class AAEModule(nn.Module):
 
     def scale_input(self, rows: torch.Tensor) -> torch.Tensor:
         x = (rows - self.center) / self.scale
-        if self.loss == "bce":
-            x = x.clamp(0.0, 1.0)
         return x.reshape(len(rows), *self.input_shape)
 
     def unscale_output(self, output: torch.Tensor) -> torch.Tensor:
@@ -95,7 +94,12 @@ def per_sample_reconstruction_error(
     elif loss == "l1":
         error = (output - target).abs()
     elif loss == "bce":
-        error = nn.functional.binary_cross_entropy_with_logits(output, target, reduction="none")
+        # Rows outside the training range land outside [0, 1], where cross-entropy is
+        # undefined: clip the target, and add the squared distance by which it was clipped
+        # so that such rows still count as far off (on training rows the term is zero).
+        inside = target.clamp(0.0, 1.0)
+        error = nn.functional.binary_cross_entropy_with_logits(output, inside, reduction="none")
+        error = error + (target - inside).square()
     else:
         raise ValueError(f"unknown reconstruction loss {loss!r}; expected {RECONSTRUCTION_LOSSES}")
     return error.reshape(len(error), -1).mean(dim=1)

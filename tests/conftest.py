@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+from aae_anomaly import load_dataset
+from aae_anomaly.plugins import reset_plugin_manager
+
+
+@pytest.fixture
+def fresh_plugins():
+    """A plugin manager rebuilt from the entry points, before and after the test."""
+    reset_plugin_manager()
+    yield
+    reset_plugin_manager()
+
+
+@pytest.fixture(scope="session")
+def synthetic_split():
+    """Normal training rows, and a test set of normal rows and known anomalies."""
+    data = load_dataset("synthetic:n=1500,n_features=10,anomalies=0.1,seed=0")
+    normal, anomalous = data.X[data.y == 0], data.X[data.y == 1]
+    X_train, X_test_normal = normal[:900], normal[900:]
+    X_test = np.vstack([X_test_normal, anomalous])
+    y_test = np.r_[np.zeros(len(X_test_normal)), np.ones(len(anomalous))]
+    return X_train, X_test, y_test
+
+
+@pytest.fixture(scope="session")
+def small_rows():
+    return np.random.default_rng(0).normal(size=(120, 5))

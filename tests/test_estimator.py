@@ -1,0 +1,238 @@
+"""AAEDetector: scikit-learn conventions, reproducibility, scoring, the quality floor."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from aae_anomaly import AAEDetector, load_dataset
+
+
+@parametrize_with_checks([AAEDetector(epochs=3, random_state=0)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_quality_floor_on_synthetic_anomalies(synthetic_split):
+    X_train, X_test, y_test = synthetic_split
+    detector = AAEDetector(epochs=30, random_state=0).fit(X_train)
+    anomaly_score = -detector.score_samples(X_test)
+    assert roc_auc_score(y_test, anomaly_score) >= 0.95
+
+
+def test_same_seed_gives_bit_identical_scores(small_rows):
+    first = AAEDetector(epochs=3, random_state=7).fit(small_rows).score_samples(small_rows)
+    second = AAEDetector(epochs=3, random_state=7).fit(small_rows).score_samples(small_rows)
+    np.testing.assert_array_equal(first, second)
+    other = AAEDetector(epochs=3, random_state=8).fit(small_rows).score_samples(small_rows)
+    assert not np.array_equal(first, other)
+
+
+def test_fit_leaves_the_callers_random_state_alone(small_rows):
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    AAEDetector(epochs=2, random_state=1).fit(small_rows)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_history_has_one_entry_per_epoch_for_each_loss(small_rows):
+    detector = AAEDetector(epochs=4, random_state=0).fit(small_rows)
+    assert set(detector.history_) == {
+        "reconstruction", "discriminator", "generator", "discriminator_accuracy",
+    }
+    assert all(len(values) == 4 for values in detector.history_.values())
+    assert all(0 <= a <= 1 for a in detector.history_["discriminator_accuracy"])
+    # the reconstruction phase does its job
+    assert detector.history_["reconstruction"][-1] < detector.history_["reconstruction"][0]
+
+
+def test_constant_and_duplicated_columns_give_finite_scores(small_rows):
+    X = np.column_stack([small_rows, np.full(len(small_rows), 5.0), small_rows[:, 0]])
+    detector = AAEDetector(epochs=3, random_state=0).fit(X)
+    components = detector.score_components(X)
+    assert all(np.isfinite(values).all() for values in components.values())
+    assert np.isfinite(detector.transform(X)).all()
+
+
+def test_score_components_are_per_sample_and_combine_into_the_score(small_rows):
+    detector = AAEDetector(epochs=3, random_state=0).fit(small_rows)
+    components = detector.score_components(small_rows[:10])
+    assert set(components) == {"reconstruction", "discriminator", "density", "score"}
+    assert all(values.shape == (10,) for values in components.values())
+    np.testing.assert_allclose(components["score"], -detector.score_samples(small_rows[:10]))
+
+
+def test_priors_without_density_score_without_that_component(small_rows):
+    detector = AAEDetector(prior="swiss_roll", latent_dim=2, epochs=2, random_state=0)
+    components = detector.fit(small_rows).score_components(small_rows)
+    assert set(components) == {"reconstruction", "discriminator", "score"}
+
+
+def test_score_weights_select_components(small_rows):
+    only_reconstruction = AAEDetector(
+        epochs=2, random_state=0, score_weights={"reconstruction": 1.0}
+    ).fit(small_rows)
+    components = only_reconstruction.score_components(small_rows)
+    calibration = only_reconstruction.calibration_
+    expected = (
+        components["reconstruction"] - calibration.center["reconstruction"]
+    ) / calibration.spread["reconstruction"]
+    np.testing.assert_allclose(components["score"], expected)
+
+
+def test_auto_threshold_flags_about_one_percent_of_held_out_normal_rows(synthetic_split):
+    X_train, X_test, y_test = synthetic_split
+    detector = AAEDetector(epochs=20, random_state=0).fit(X_train)
+    false_alarms = (detector.predict(X_test[y_test == 0]) == -1).mean()
+    assert false_alarms < 0.08
+    caught = (detector.predict(X_test[y_test == 1]) == -1).mean()
+    assert caught > 0.5
+
+
+def test_contamination_sets_the_share_flagged_in_training(small_rows):
+    detector = AAEDetector(epochs=2, contamination=0.1, random_state=0).fit(small_rows)
+    assert (detector.predict(small_rows) == -1).sum() == 12
+    np.testing.assert_allclose(
+        detector.decision_function(small_rows),
+        detector.score_samples(small_rows) - detector.offset_,
+    )
+
+
+def test_transform_gives_latent_codes_and_sample_gives_rows(small_rows):
+    detector = AAEDetector(latent_dim=3, epochs=2, random_state=0).fit(small_rows)
+    assert detector.transform(small_rows).shape == (120, 3)
+    assert list(detector.get_feature_names_out()) == ["latent0", "latent1", "latent2"]
+    drawn = detector.sample(25, random_state=0)
+    assert drawn.shape == (25, 5)
+    np.testing.assert_array_equal(drawn, detector.sample(25, random_state=0))
+
+
+def test_samples_look_like_the_training_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(loc=[10.0, -5.0, 0.0], scale=[1.0, 2.0, 0.5], size=(600, 3))
+    detector = AAEDetector(latent_dim=3, epochs=40, random_state=0).fit(X)
+    drawn = detector.sample(2000, random_state=1)
+    np.testing.assert_allclose(drawn.mean(axis=0), X.mean(axis=0), atol=0.5)
+    np.testing.assert_allclose(drawn.std(axis=0), X.std(axis=0), rtol=0.35)
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1", "bce"])
+@pytest.mark.parametrize("posterior", ["deterministic", "gaussian"])
+def test_every_loss_and_posterior_trains_a_working_autoencoder(loss, posterior, synthetic_split):
+    X_train, X_test, y_test = synthetic_split
+    detector = AAEDetector(
+        reconstruction_loss=loss, posterior=posterior, epochs=30, random_state=0
+    ).fit(X_train)
+    reconstruction = detector.score_components(X_test)["reconstruction"]
+    assert roc_auc_score(y_test, reconstruction) > 0.85
+
+
+def test_gaussian_posterior_scores_are_deterministic(small_rows):
+    detector = AAEDetector(posterior="gaussian", epochs=2, random_state=0).fit(small_rows)
+    np.testing.assert_array_equal(
+        detector.score_samples(small_rows), detector.score_samples(small_rows)
+    )
+
+
+@pytest.mark.parametrize("prior", ["gaussian", "mixture", "swiss_roll", "uniform"])
+def test_every_builtin_prior_fits_and_scores_finitely(prior, small_rows):
+    detector = AAEDetector(prior=prior, latent_dim=2, epochs=2, random_state=0).fit(small_rows)
+    assert np.isfinite(detector.score_samples(small_rows * 10)).all()
+
+
+def test_conv_encoder_on_flat_digit_images():
+    data = load_dataset("sklearn:name=digits")
+    normal = data.X[data.y == 0]
+    detector = AAEDetector(encoder="conv", epochs=30, random_state=0).fit(normal[:120])
+    assert detector.input_shape_ == (1, 8, 8)
+    test = np.vstack([normal[120:], data.X[data.y == 1][:200]])
+    labels = np.r_[np.zeros(len(normal) - 120), np.ones(200)]
+    assert roc_auc_score(labels, -detector.score_samples(test)) > 0.9
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 8, 8), (2, 5, 7)])
+def test_conv_encoder_takes_images_of_any_shape(shape):
+    images = np.random.default_rng(0).random((16, *shape)).astype(np.float32)
+    detector = AAEDetector(encoder="conv", epochs=1, batch_size=8, random_state=0)
+    detector.fit(images)
+    assert detector.input_shape_ == shape
+    assert detector.n_features_in_ == int(np.prod(shape))
+    assert detector.score_samples(images).shape == (16,)
+    assert detector.sample(2).shape == (2, int(np.prod(shape)))
+
+
+def test_images_of_the_wrong_shape_are_rejected():
+    images = np.random.default_rng(0).random((16, 1, 8, 8))
+    detector = AAEDetector(encoder="conv", epochs=1, random_state=0).fit(images)
+    with pytest.raises(ValueError, match=r"images have shape \(1, 4, 16\).*\(1, 8, 8\)"):
+        detector.score_samples(images.reshape(16, 1, 4, 16))
+
+
+def test_conv_needs_a_shape_it_can_infer():
+    with pytest.raises(ValueError, match="cannot tell the image shape.*input_shape"):
+        AAEDetector(encoder="conv", epochs=1).fit(np.zeros((10, 10)))
+
+
+def test_works_in_pipeline_clone_and_grid_search(small_rows):
+    pipeline = make_pipeline(StandardScaler(), AAEDetector(epochs=2, random_state=0))
+    pipeline.fit(small_rows)
+    assert set(pipeline.predict(small_rows)) <= {-1, 1}
+
+    detector = AAEDetector(latent_dim=3, epochs=2, random_state=0)
+    copy = clone(detector)
+    assert copy.get_params() == detector.get_params() and not hasattr(copy, "module_")
+
+    def mean_score(estimator, X, y=None):
+        return estimator.score_samples(X).mean()
+
+    search = GridSearchCV(detector, {"latent_dim": [2, 4]}, cv=2, scoring=mean_score)
+    search.fit(small_rows)
+    assert search.best_params_["latent_dim"] in (2, 4)
+
+
+def test_feature_names_are_kept_and_checked(small_rows):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(small_rows, columns=[f"f{i}" for i in range(5)])
+    detector = AAEDetector(epochs=2, random_state=0).fit(frame)
+    assert list(detector.feature_names_in_) == [f"f{i}" for i in range(5)]
+    renamed = frame.rename(columns={"f0": "other"})
+    with pytest.raises(ValueError, match="feature names"):
+        detector.score_samples(renamed)
+
+
+def test_wrong_number_of_features_is_named(small_rows):
+    detector = AAEDetector(epochs=1, random_state=0).fit(small_rows)
+    with pytest.raises(ValueError, match="X has 4 features, but AAEDetector is expecting 5"):
+        detector.score_samples(small_rows[:, :4])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"latent_dim": 0}, "latent_dim must be a positive integer"),
+        ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+        ({"lr_generator": -1.0}, "lr_generator must be a positive number"),
+        ({"reconstruction_loss": "huber"}, "reconstruction_loss must be one of"),
+        ({"posterior": "laplace"}, "posterior must be one of"),
+        ({"contamination": 0.9}, r"contamination must be 'auto' or a float in \(0, 0.5\]"),
+        ({"calibration_fraction": 1.0}, r"calibration_fraction must be in \[0, 1\)"),
+        ({"score_weights": {"magic": 1.0}}, "score_weights has unknown components"),
+        ({"score_weights": {"reconstruction": 0.0}}, "positive sum"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+    ],
+)
+def test_bad_parameters_are_named_at_fit(params, message, small_rows):
+    with pytest.raises(ValueError, match=message):
+        AAEDetector(epochs=1, **params).fit(small_rows)
+
+
+def test_auto_device_is_cpu_without_cuda(small_rows):
+    detector = AAEDetector(epochs=1, random_state=0).fit(small_rows)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert detector.device_.type == expected

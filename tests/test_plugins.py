@@ -1,0 +1,165 @@
+"""The plugin manager: built-ins through the entry-point group, errors, third parties."""
+
+import importlib
+import sys
+import textwrap
+import types
+
+import numpy as np
+import pytest
+
+from aae_anomaly import AAEDetector, PluginError, UnknownPluginError, hookimpl
+from aae_anomaly.plugins import PluginManager, get_plugin_manager
+
+
+def test_builtins_arrive_through_the_entry_point_group():
+    manager = get_plugin_manager()
+    assert manager.names("prior") == ["gaussian", "mixture", "swiss_roll", "uniform"]
+    assert manager.names("encoder") == ["conv", "mlp"]
+    assert {"csv", "npy", "npz", "sklearn", "synthetic"} <= set(manager.names("dataset"))
+    registration = manager.get("prior", "gaussian")
+    assert registration.distribution == "aae-anomaly"
+    assert registration.plugin == "builtin_priors"
+    assert registration.version
+
+
+def test_without_entry_points_nothing_is_registered():
+    # the core itself names no plugin: built-ins exist only through the entry points
+    assert PluginManager(load_entry_points=False).names("prior") == []
+
+
+def test_unknown_name_lists_the_available_ones():
+    with pytest.raises(UnknownPluginError) as info:
+        get_plugin_manager().get("prior", "laplace")
+    message = str(info.value)
+    assert "unknown prior 'laplace'" in message
+    assert "gaussian, mixture, swiss_roll, uniform" in message
+
+
+def test_estimator_reports_unknown_encoder():
+    with pytest.raises(UnknownPluginError, match="unknown encoder 'transformer'.*conv, mlp"):
+        AAEDetector(encoder="transformer", epochs=1).fit(np.zeros((10, 3)))
+
+
+def test_unknown_plugin_kind_is_rejected():
+    with pytest.raises(ValueError, match="unknown plugin kind"):
+        get_plugin_manager().names("decoder")
+
+
+def _plugin(name, **hooks):
+    module = types.ModuleType(name)
+    for hook_name, function in hooks.items():
+        setattr(module, hook_name, hookimpl(function))
+    return module
+
+
+def test_a_raising_hook_is_named_and_the_others_still_work():
+    manager = PluginManager()
+
+    def register_priors(register):
+        raise RuntimeError("no GPU here")
+
+    manager.register(_plugin("broken", register_priors=register_priors), "broken", "broken-dist")
+    assert "gaussian" in manager.names("prior")
+    (failure,) = manager.failures
+    assert failure.plugin == "broken" and failure.distribution == "broken-dist"
+    assert "register_priors raised RuntimeError: no GPU here" in failure.message
+
+
+def test_a_name_registered_twice_keeps_the_first_and_records_the_second():
+    manager = PluginManager()
+
+    def register_priors(register):
+        register("gaussian", lambda latent_dim: None)
+
+    manager.register(_plugin("copycat", register_priors=register_priors), "copycat")
+    assert manager.get("prior", "gaussian").plugin == "builtin_priors"
+    assert "already registers" in manager.failures[0].message
+
+
+def test_a_non_callable_factory_is_rejected_with_the_plugin_named():
+    manager = PluginManager()
+
+    def register_encoders(register):
+        register("weird", 42)
+
+    manager.register(_plugin("odd", register_encoders=register_encoders), "odd")
+    assert "weird" not in manager.names("encoder")
+    assert manager.failures[0].plugin == "odd"
+    assert "callable" in manager.failures[0].message
+
+
+def test_factory_rejecting_options_names_the_plugin():
+    with pytest.raises(PluginError, match="prior 'gaussian' \\(plugin 'builtin_priors'\\)"):
+        get_plugin_manager().create("prior", "gaussian", 2, colour="red")
+
+
+THIRD_PARTY_MODULE = textwrap.dedent(
+    '''
+    import torch
+    from aae_anomaly import Prior, hookimpl
+
+
+    class ShiftedGaussian(Prior):
+        has_density = True
+
+        def __init__(self, latent_dim, shift=3.0):
+            super().__init__(latent_dim)
+            self.shift = shift
+
+        def sample(self, n, generator, labels=None):
+            noise = torch.randn(n, self.latent_dim, generator=generator, device=generator.device)
+            return noise + self.shift
+
+        def log_prob(self, z):
+            return torch.distributions.Normal(self.shift, 1.0).log_prob(z).sum(dim=1)
+
+
+    @hookimpl
+    def register_priors(register):
+        register("shifted_gaussian", ShiftedGaussian)
+    '''
+)
+
+
+@pytest.fixture
+def third_party_distribution(tmp_path, monkeypatch, fresh_plugins):
+    """An installed-looking distribution: a module and its dist-info on sys.path."""
+    (tmp_path / "acme_priors.py").write_text(THIRD_PARTY_MODULE)
+    dist_info = tmp_path / "acme_priors-1.2.3.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: acme-priors\nVersion: 1.2.3\n"
+    )
+    (dist_info / "entry_points.txt").write_text("[aae_anomaly]\nacme = acme_priors\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    yield
+    sys.modules.pop("acme_priors", None)
+
+
+def test_a_third_party_prior_is_discovered_and_fits(third_party_distribution, small_rows):
+    registration = get_plugin_manager().get("prior", "shifted_gaussian")
+    assert (registration.distribution, registration.version) == ("acme-priors", "1.2.3")
+    detector = AAEDetector(
+        prior="shifted_gaussian", prior_params={"shift": 2.0}, latent_dim=2, epochs=3,
+        random_state=0,
+    ).fit(small_rows)
+    scores = detector.score_components(small_rows)
+    assert set(scores) == {"reconstruction", "discriminator", "density", "score"}
+    assert np.isfinite(scores["score"]).all()
+
+
+def test_a_plugin_that_fails_to_import_is_recorded(tmp_path, monkeypatch, fresh_plugins):
+    (tmp_path / "broken_plugin.py").write_text("raise ImportError('needs libfoo')\n")
+    dist_info = tmp_path / "broken_plugin-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text("[aae_anomaly]\nbroken = broken_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    manager = get_plugin_manager()
+    assert "gaussian" in manager.names("prior")
+    (failure,) = manager.failures
+    assert (failure.plugin, failure.distribution) == ("broken", "broken-plugin")
+    assert "import failed: ImportError: needs libfoo" in failure.message
