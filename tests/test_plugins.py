@@ -122,20 +122,24 @@ THIRD_PARTY_MODULE = textwrap.dedent(
 )
 
 
+def install_fake_distribution(folder, monkeypatch, dist, version, entry, module, source):
+    """A module and its dist-info on sys.path: what ``pip install`` leaves behind."""
+    (folder / f"{module}.py").write_text(source)
+    dist_info = folder / f"{dist.replace('-', '_')}-{version}.dist-info"
+    dist_info.mkdir()
+    metadata = f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
+    (dist_info / "METADATA").write_text(metadata)
+    (dist_info / "entry_points.txt").write_text(f"[aae_anomaly]\n{entry} = {module}\n")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    importlib.invalidate_caches()
+
+
 @pytest.fixture
 def third_party_distribution(tmp_path, monkeypatch, fresh_plugins):
-    """An installed-looking distribution: a module and its dist-info on sys.path."""
-    (tmp_path / "acme_priors.py").write_text(THIRD_PARTY_MODULE)
-    dist_info = tmp_path / "acme_priors-1.2.3.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: acme-priors\nVersion: 1.2.3\n"
+    install_fake_distribution(
+        tmp_path, monkeypatch, "acme-priors", "1.2.3", "acme", "acme_priors", THIRD_PARTY_MODULE
     )
-    (dist_info / "entry_points.txt").write_text("[aae_anomaly]\nacme = acme_priors\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
-    yield
-    sys.modules.pop("acme_priors", None)
 
 
 def test_a_third_party_prior_is_discovered_and_fits(third_party_distribution, small_rows):
@@ -151,13 +155,10 @@ def test_a_third_party_prior_is_discovered_and_fits(third_party_distribution, sm
 
 
 def test_a_plugin_that_fails_to_import_is_recorded(tmp_path, monkeypatch, fresh_plugins):
-    (tmp_path / "broken_plugin.py").write_text("raise ImportError('needs libfoo')\n")
-    dist_info = tmp_path / "broken_plugin-0.1.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
-    (dist_info / "entry_points.txt").write_text("[aae_anomaly]\nbroken = broken_plugin\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
+    install_fake_distribution(
+        tmp_path, monkeypatch, "broken-plugin", "0.1", "broken", "broken_plugin",
+        "raise ImportError('needs libfoo')\n",
+    )
     manager = get_plugin_manager()
     assert "gaussian" in manager.names("prior")
     (failure,) = manager.failures

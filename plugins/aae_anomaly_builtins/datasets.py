@@ -3,6 +3,7 @@ a synthetic generator with known anomalies."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 
@@ -57,14 +58,15 @@ def load_csv(path: str = "", label: str = "", delimiter: str = ",") -> Dataset:
 def load_npy(path: str = "") -> Dataset:
     """A 2-D (rows) or 4-D (images) array saved with ``numpy.save``; no labels."""
     file = _existing(path)
-    X = np.load(file, allow_pickle=False)
+    with _refusing_pickles(path):
+        X = np.load(file, allow_pickle=False)
     return Dataset(_numeric(X, path), None, None, file.stem)
 
 
 def load_npz(path: str = "") -> Dataset:
     """An ``.npz`` archive with features under ``X`` (or ``x``) and labels under ``y``."""
     file = _existing(path)
-    with np.load(file, allow_pickle=False) as archive:
+    with _refusing_pickles(path), np.load(file, allow_pickle=False) as archive:
         keys = set(archive.files)
         feature_key = "X" if "X" in keys else "x" if "x" in keys else None
         if feature_key is None:
@@ -72,6 +74,19 @@ def load_npz(path: str = "") -> Dataset:
         X = _numeric(archive[feature_key], path)
         y = archive["y"].reshape(-1).astype(np.float64) if "y" in keys else None
     return Dataset(X, y, None, file.stem)
+
+
+@contextlib.contextmanager
+def _refusing_pickles(path: str):
+    try:
+        yield
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise
+        raise ValueError(
+            f"{path} holds pickled Python objects, which are never loaded because "
+            "unpickling can run code; save a numeric array instead"
+        ) from None
 
 
 def _numeric(X: np.ndarray, path: str) -> np.ndarray:
