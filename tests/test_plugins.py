@@ -1,12 +1,15 @@
 """The plugin manager: built-ins through the entry-point group, errors, third parties."""
 
 import importlib
+import re
 import sys
 import textwrap
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from aae_anomaly import AAEDetector, PluginError, UnknownPluginError, hookimpl
 from aae_anomaly.plugins import PluginManager, get_plugin_manager
@@ -164,3 +167,20 @@ def test_a_plugin_that_fails_to_import_is_recorded(tmp_path, monkeypatch, fresh_
     (failure,) = manager.failures
     assert (failure.plugin, failure.distribution) == ("broken", "broken-plugin")
     assert "import failed: ImportError: needs libfoo" in failure.message
+
+
+def test_the_documented_plugin_example_works(tmp_path, monkeypatch, fresh_plugins):
+    guide = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()
+    source = re.search(r"`aae_laplace.py`:\n\n```python\n(.*?)```", guide, re.S).group(1)
+    install_fake_distribution(
+        tmp_path, monkeypatch, "aae-laplace", "0.1.0", "laplace", "aae_laplace", source
+    )
+    prior = get_plugin_manager().create("prior", "laplace", 2, scale=0.5)
+    z = prior.sample(20000, torch.Generator().manual_seed(0))
+    reference = torch.distributions.Laplace(0.0, 0.5)
+    torch.testing.assert_close(prior.log_prob(z[:5]), reference.log_prob(z[:5]).sum(dim=1))
+    assert abs(z.abs().mean().item() - 0.5) < 0.02  # E|z| = scale
+    detector = AAEDetector(prior="laplace", prior_params={"scale": 0.5}, latent_dim=2,
+                           epochs=2, random_state=0)
+    assert np.isfinite(detector.fit(np.random.default_rng(0).normal(size=(60, 3)))
+                       .score_samples(np.zeros((2, 3)))).all()
