@@ -3,6 +3,8 @@
 >>> from aae_anomaly import AAEDetector
 >>> detector = AAEDetector(random_state=0).fit(X_normal)      # doctest: +SKIP
 >>> scores = -detector.score_samples(X_new)                    # doctest: +SKIP
+>>> detector.save("model.aae")                                 # doctest: +SKIP
+>>> detector = aae_anomaly.load("model.aae")                   # doctest: +SKIP
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -12,12 +14,16 @@ from .datasets import Dataset, load_dataset
 from .errors import (
     AAEAnomalyError,
     DensityUnavailableError,
+    MissingDependencyError,
+    ModelFileError,
+    ModelPluginMissingError,
     PluginError,
     TrainingDivergedError,
     UnknownPluginError,
 )
 from .estimator import AAEDetector
 from .hookspecs import hookimpl
+from .modelfile import load_model as load
 from .plugins import get_plugin_manager
 from .priors import Prior
 
@@ -32,6 +38,9 @@ __all__ = [
     "Architecture",
     "Dataset",
     "DensityUnavailableError",
+    "MissingDependencyError",
+    "ModelFileError",
+    "ModelPluginMissingError",
     "PluginError",
     "Prior",
     "TrainingDivergedError",
@@ -39,5 +48,6 @@ __all__ = [
     "__version__",
     "get_plugin_manager",
     "hookimpl",
+    "load",
     "load_dataset",
 ]

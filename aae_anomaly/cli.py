@@ -1,17 +1,83 @@
-"""The ``aae-anomaly`` command line."""
+"""The ``aae-anomaly`` command line.
+
+Results go to standard output and nothing else does, so output can be piped; progress,
+notes and errors go to standard error. Bad input or usage exits with status 2 and one
+``Error: ...`` line; status 1 means a bug.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
+import warnings
+from collections.abc import Iterator
+
 import click
+import numpy as np
+from click.core import ParameterSource
 
 from . import __version__
 from .demo import DEFAULT_DATASET, run_demo
+from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
+from .errors import AAEAnomalyError
+from .estimator import AAEDetector
+from .fitconfig import DEFAULTS as FIT_DEFAULTS
+from .fitconfig import merge_settings, parse_options, read_config
+from .modelfile import load_model, read_header
+from .plugins import get_plugin_manager
+from .reports import (
+    describe_model,
+    evaluate,
+    format_model,
+    format_table,
+    plugin_rows,
+    score_table,
+)
+from .tabular_io import check_features, read_data, write_table
+
+# Expected failures caused by the input, the environment or the plugins installed; any
+# other exception is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, AAEAnomalyError)
+
+
+class BadInput(click.ClickException):
+    """Bad input: one ``Error: ...`` line on standard error and exit status 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn expected errors into :class:`BadInput`, and warnings into one-line notes."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            yield
+        except click.ClickException:
+            raise
+        except USER_ERRORS as exc:
+            raise BadInput(str(exc) or type(exc).__name__) from None
+        finally:
+            for warning in caught:
+                click.echo(f"Warning: {' '.join(str(warning.message).split())}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="aae-anomaly")
 def main() -> None:
-    """Find anomalies with adversarial autoencoders."""
+    """Find anomalies with adversarial autoencoders.
+
+    Train on a file of normal rows with `fit`, keep the model as one file, and `score`
+    or `evaluate` new rows with it. DATA is a .csv (with a header line), .parquet, .npy
+    or .npz file, or a dataset plugin spec such as synthetic:n=2000,anomalies=0.05.
+    """
+
+
+DATA_HELP = "DATA: a .csv/.parquet/.npy/.npz file or a dataset spec name:key=value,..."
 
 
 @main.command()
@@ -31,3 +97,273 @@ def demo(dataset: str, seed: int) -> None:
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(report.format())
+
+
+# -- fit ---------------------------------------------------------------------------------------
+class ContaminationType(click.ParamType):
+    name = "auto|FLOAT"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float) or value == "auto":
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
+
+
+PLUGIN_OPTION_FLAGS = {"prior_params": "--prior-option", "encoder_params": "--encoder-option"}
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set option ``name`` (rather than click filling in its default)."""
+    source = ctx.get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+@main.command()
+@click.argument("data")
+@click.option("-o", "--output", required=True, help="Model file to write (e.g. model.aae).")
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="TOML or JSON file of settings keyed by AAEDetector parameter names "
+    "(prior, prior_params, epochs, ...); options given on the command line win.",
+)
+@click.option("--prior", default=FIT_DEFAULTS["prior"], help="Prior plugin (see `plugins`).")
+@click.option(
+    "--prior-option",
+    "prior_params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An option of the prior, e.g. n_components=5; repeat for several. Values are read "
+    "as JSON when they parse (3, 0.5, [64,32], true), else as text.",
+)
+@click.option("--encoder", default=FIT_DEFAULTS["encoder"], help="Encoder plugin.")
+@click.option(
+    "--encoder-option",
+    "encoder_params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An option of the encoder, e.g. hidden=[64,32]; repeat for several.",
+)
+@click.option("--latent-dim", type=int, default=FIT_DEFAULTS["latent_dim"], help="Code size.")
+@click.option("--epochs", type=int, default=FIT_DEFAULTS["epochs"], help="Passes over the data.")
+@click.option("--batch-size", type=int, default=FIT_DEFAULTS["batch_size"], help="Rows a step.")
+@click.option("--lr-autoencoder", type=float, default=FIT_DEFAULTS["lr_autoencoder"])
+@click.option("--lr-discriminator", type=float, default=FIT_DEFAULTS["lr_discriminator"])
+@click.option("--lr-generator", type=float, default=FIT_DEFAULTS["lr_generator"])
+@click.option(
+    "--loss",
+    "reconstruction_loss",
+    type=click.Choice(RECONSTRUCTION_LOSSES),
+    default=FIT_DEFAULTS["reconstruction_loss"],
+    help="Reconstruction loss.",
+)
+@click.option("--posterior", type=click.Choice(POSTERIORS), default=FIT_DEFAULTS["posterior"])
+@click.option(
+    "--contamination",
+    type=ContaminationType(),
+    default=FIT_DEFAULTS["contamination"],
+    help="Expected share of anomalies, sets the threshold; 'auto' flags scores above the "
+    "99th percentile of held-out normal rows.",
+)
+@click.option(
+    "--calibration-fraction",
+    type=float,
+    default=FIT_DEFAULTS["calibration_fraction"],
+    help="Share of rows held back to normalize the scores.",
+)
+@click.option(
+    "--seed", "random_state", type=int, default=FIT_DEFAULTS["random_state"], help="Random seed."
+)
+@click.option(
+    "--device", default=FIT_DEFAULTS["device"], help="auto (CUDA when present), cpu, cuda:0..."
+)
+@click.option(
+    "--label-column",
+    metavar="NAME",
+    help="Column of anomaly labels (1 = anomaly) in a .csv/.parquet DATA; its anomalies "
+    "are left out of training.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes on stderr.")
+@click.pass_context
+def fit(ctx: click.Context, data, output, config_file, label_column, quiet, **options) -> None:
+    """Train a detector on DATA and save it to one model file.
+
+    DATA should hold normal rows. When it has labels (an .npz with y, a dataset plugin
+    with labels, or --label-column), only the rows labelled 0 are trained on, and a note
+    says so on stderr. Settings come from the options given, then --config, then the
+    defaults shown.
+
+    \b
+    Example:
+      aae-anomaly fit normal.csv -o model.aae --prior mixture \\
+          --prior-option n_components=5 --epochs 100
+      aae-anomaly fit synthetic:n=2000 -o model.aae --config settings.toml
+    """
+    with user_errors():
+        explicit = {name: value for name, value in options.items() if _given(ctx, name)}
+        for name, flag in PLUGIN_OPTION_FLAGS.items():
+            if name in explicit:
+                explicit[name] = parse_options(explicit[name], flag)
+        config = read_config(config_file) if config_file else {}
+        settings = merge_settings(config, explicit)
+
+        dataset = read_data(data, label_column)
+        rows, note = _normal_rows(dataset)
+        if note and not quiet:
+            click.echo(note, err=True)
+        detector = AAEDetector(**settings, verbose=not quiet and sys.stderr.isatty())
+        detector.fit(rows)
+        names = dataset.feature_names
+        if names is not None and rows.ndim == 2 and len(names) == rows.shape[1]:
+            # fit saw a bare array; keep the file's column names so that `score` can check
+            # that new files have the same columns
+            detector.feature_names_in_ = np.asarray(names, dtype=object)
+        detector.save(output)
+    if not quiet:
+        click.echo(
+            f"saved {output}: {detector.prior} prior, {detector.encoder} encoder, "
+            f"{len(rows)} rows, {detector.epochs} epochs, "
+            f"threshold score > {-detector.offset_:.4g}",
+            err=True,
+        )
+
+
+def _normal_rows(dataset):
+    if dataset.y is None:
+        return dataset.X, None
+    normal = np.asarray(dataset.y).reshape(-1) == 0
+    if not normal.any():
+        raise ValueError("the labels mark every row as an anomaly; no normal rows to train on")
+    note = (
+        f"note: DATA has labels; training on its {int(normal.sum())} normal rows "
+        f"(leaving out {int((~normal).sum())} labelled anomalies)"
+    )
+    return dataset.X[normal], note
+
+
+# -- score, evaluate -----------------------------------------------------------------------------
+def _scored(model: str, data: str, label_column: str | None, device: str):
+    """Load the model and DATA, check they fit together, and score every row."""
+    detector = load_model(model, device=device)
+    dataset = read_data(data, label_column)
+    check_features(
+        dataset, data, detector.n_features_in_, getattr(detector, "feature_names_in_", None)
+    )
+    with warnings.catch_warnings():
+        # the column names were checked above against DATA's own; the bare array passed on
+        # would only make scikit-learn warn that it has none
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        return detector, dataset, score_table(detector, dataset.X)
+
+
+DEVICE_HELP = "Where to score: cpu, auto (CUDA when present), cuda:0..."
+LABEL_HELP = "Column of anomaly labels (1 = anomaly) in a .csv/.parquet DATA."
+
+
+@main.command()
+@click.argument("model")
+@click.argument("data")
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    help="Where to write the scores: .csv, .parquet or .npy (format from the suffix), or - "
+    "for CSV on stdout.",
+)
+@click.option("--label-column", metavar="NAME", help=LABEL_HELP + " It is not scored.")
+@click.option("--device", default="cpu", help=DEVICE_HELP)
+def score(model, data, output, label_column, device) -> None:
+    """Score every row of DATA with MODEL: one output row per input row.
+
+    Columns: score (the combined anomaly score, larger is more anomalous), each component
+    (reconstruction, discriminator, and density for priors with a density), and
+    is_anomaly (1 when the score is above the model's threshold, else 0). An .npy output
+    is a float array with the columns in that order.
+
+    \b
+    Example:
+      aae-anomaly score model.aae new.csv -o scores.csv
+      aae-anomaly score model.aae new.npy | sort -t, -k1 -g | tail
+    """
+    with user_errors():
+        _, _, table = _scored(model, data, label_column, device)
+        write_table(table, output)
+
+
+@main.command(name="evaluate")
+@click.argument("model")
+@click.argument("data")
+@click.option("--label-column", metavar="NAME", help=LABEL_HELP)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("--device", default="cpu", help=DEVICE_HELP)
+def evaluate_command(model, data, label_column, as_json, device) -> None:
+    """Compare MODEL's scores on DATA with DATA's known labels (1 = anomaly).
+
+    Prints ROC-AUC and average precision of the scores, and precision, recall, F1 and the
+    confusion counts at the model's threshold. Labels come from an .npz's y, a dataset
+    plugin, or --label-column.
+
+    \b
+    Example:
+      aae-anomaly evaluate model.aae test.csv --label-column is_fraud
+      aae-anomaly evaluate model.aae synthetic:n=2000,seed=1 --json
+    """
+    with user_errors():
+        detector, dataset, table = _scored(model, data, label_column, device)
+        if dataset.y is None:
+            raise ValueError(
+                f"{data} has no labels; use an .npz with y, a labelled dataset plugin, "
+                "or --label-column NAME"
+            )
+        report = evaluate(table, dataset.y, detector.offset_)
+    click.echo(json.dumps(report.to_dict()) if as_json else report.format())
+
+
+# -- info, plugins -------------------------------------------------------------------------------
+@main.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="The full contents as one JSON object.")
+def info(model, as_json) -> None:
+    """Show what a model file holds: plugins and their options and versions, input shape,
+    features, threshold, calibration, training epochs and final losses.
+
+    Works without the model's plugins installed.
+
+    \b
+    Example:
+      aae-anomaly info model.aae
+    """
+    with user_errors():
+        header = read_header(model)
+    click.echo(json.dumps(describe_model(header)) if as_json else format_model(header))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="A JSON object with plugins and failures.")
+def plugins(as_json) -> None:
+    """List every prior, encoder and dataset, with the plugin, distribution and version
+    each comes from. Plugins that failed to load are listed on stderr.
+
+    \b
+    Example:
+      aae-anomaly plugins
+    """
+    manager = get_plugin_manager()
+    rows = plugin_rows(manager)
+    failures = [
+        {"plugin": f.plugin, "distribution": f.distribution, "message": f.message}
+        for f in manager.failures
+    ]
+    if as_json:
+        click.echo(json.dumps({"plugins": rows, "failures": failures}))
+        return
+    click.echo(format_table(rows, ("kind", "name", "plugin", "distribution", "version")))
+    for failure in failures:
+        source = failure["distribution"] or "unknown distribution"
+        click.echo(
+            f"note: plugin {failure['plugin']} ({source}) failed: {failure['message']}", err=True
+        )

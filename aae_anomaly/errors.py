@@ -29,3 +29,24 @@ class DensityUnavailableError(AAEAnomalyError, NotImplementedError):
 
 class TrainingDivergedError(AAEAnomalyError, RuntimeError):
     """A loss became NaN or infinite during fit."""
+
+
+class ModelFileError(AAEAnomalyError, ValueError):
+    """A model file could not be saved or read: missing, truncated, corrupted, foreign, or
+    written by an incompatible version. The message names the file and the problem."""
+
+
+class ModelPluginMissingError(ModelFileError, UnknownPluginError):
+    """A model file needs a prior or encoder plugin that is not installed here."""
+
+    def __init__(self, path: str, kind: str, name: str, source: str, available: list[str]):
+        UnknownPluginError.__init__(self, kind, name, available)
+        choices = ", ".join(available) if available else "none"
+        self.args = (
+            f"{path}: the model needs the {kind} plugin {name!r} ({source}), which is not "
+            f"installed; installed {kind}s: {choices}",
+        )
+
+
+class MissingDependencyError(AAEAnomalyError, ImportError):
+    """An optional package needed for one file format is not installed."""

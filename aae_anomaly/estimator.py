@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import numbers
 from typing import Any
 
@@ -149,22 +150,18 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
         train_rows, calibration_rows = self._split_calibration(X, rng)
 
-        plugins = get_plugin_manager()
-        architecture = plugins.create("encoder", self.encoder, **(self.encoder_params or {}))
-        if not isinstance(architecture, Architecture):
-            raise TypeError(f"encoder {self.encoder!r} did not build an Architecture")
+        architecture = create_architecture(self.encoder, self.encoder_params or {})
         input_shape = tuple(image_shape or self.input_shape or ())
         if input_shape:
             architecture.check_input_shape(input_shape, X.shape[1])
         else:
             input_shape = architecture.infer_input_shape(X.shape[1])
-        prior = plugins.create("prior", self.prior, self.latent_dim, **(self.prior_params or {}))
-        if not isinstance(prior, Prior):
-            raise TypeError(f"prior {self.prior!r} did not build a Prior")
+        prior = create_prior(self.prior, self.latent_dim, self.prior_params or {})
 
         device = resolve_device(self.device)
         with seeded(seed, device) as generator, flush_denormals():
-            module = self._build_module(architecture, input_shape, train_rows).to(device)
+            center, scale = _input_scaling(train_rows, self.reconstruction_loss)
+            module = self._build_module(architecture, input_shape, center, scale).to(device)
             rows = torch.tensor(train_rows, dtype=torch.float32, device=device)
             self.history_ = train(
                 module, prior, rows, self._training_config(), generator, self._progress()
@@ -185,10 +182,13 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 self.offset_ = float(np.percentile(-scores, 100.0 * self.contamination))
         return self
 
-    def _build_module(self, architecture, input_shape, rows: np.ndarray) -> AAEModule:
+    def _build_module(
+        self, architecture: Architecture, input_shape, center: np.ndarray, scale: np.ndarray
+    ) -> AAEModule:
+        """The untrained networks for this configuration; ``fit`` and model-file loading
+        both build through here, so a stored state dict always matches what is built."""
         code_size = self.latent_dim * (2 if self.posterior == "gaussian" else 1)
         encoder, decoder = architecture.build(input_shape, self.latent_dim, code_size)
-        center, scale = _input_scaling(rows, self.reconstruction_loss)
         return AAEModule(
             encoder,
             decoder,
@@ -200,6 +200,45 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             torch.from_numpy(center),
             torch.from_numpy(scale),
         )
+
+    def _restore_fitted_state(
+        self,
+        *,
+        module: AAEModule,
+        prior: Prior,
+        device: torch.device,
+        input_shape: tuple[int, ...],
+        calibration: ScoreCalibration,
+        offset: float,
+        history: dict[str, list[float]],
+        feature_names: list[str] | None = None,
+    ) -> AAEDetector:
+        """Set the learned attributes from stored state (see :mod:`aae_anomaly.modelfile`)."""
+        self.module_ = module.to(device).eval()
+        self.prior_, self.device_ = prior, device
+        self.input_shape_ = tuple(input_shape)
+        self.n_features_in_ = int(np.prod(self.input_shape_))
+        if feature_names is not None:
+            self.feature_names_in_ = np.asarray(feature_names, dtype=object)
+        self.calibration_, self.offset_, self.history_ = calibration, float(offset), history
+        return self
+
+    def save(self, path) -> None:
+        """Write the fitted detector to one safetensors file, atomically; read it back with
+        :func:`aae_anomaly.load`. The file holds no pickle and runs no code when loaded."""
+        from .modelfile import save_model  # the model-file module imports this one
+
+        save_model(self, path)
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: Python 3.11+ returns __dict__ itself
+        module = state.get("module_")
+        if module is not None and state["device_"].type != "cpu":
+            # CUDA tensors in a pickle fail to load where there is no GPU; a CPU copy loads
+            # anywhere. The detector in memory stays on its device.
+            state["module_"] = copy.deepcopy(module).cpu()
+            state["device_"] = torch.device("cpu")
+        return state
 
     def _split_calibration(self, X: np.ndarray, rng: np.random.RandomState):
         n_calibration = int(round(self.calibration_fraction * len(X)))
@@ -346,6 +385,22 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             z = self.prior_.sample(n_samples, generator)
             rows = self.module_.unscale_output(self.module_.decode(z))
         return rows.double().cpu().numpy()
+
+
+def create_architecture(name: str, options: dict[str, Any]) -> Architecture:
+    """Build the encoder architecture plugin ``name`` with ``options``."""
+    architecture = get_plugin_manager().create("encoder", name, **options)
+    if not isinstance(architecture, Architecture):
+        raise TypeError(f"encoder {name!r} did not build an Architecture")
+    return architecture
+
+
+def create_prior(name: str, latent_dim: int, options: dict[str, Any]) -> Prior:
+    """Build the prior plugin ``name`` over ``latent_dim``-dimensional codes."""
+    prior = get_plugin_manager().create("prior", name, latent_dim, **options)
+    if not isinstance(prior, Prior):
+        raise TypeError(f"prior {name!r} did not build a Prior")
+    return prior
 
 
 def _check_int(name: str, value: Any) -> None:

@@ -1,0 +1,174 @@
+"""What the ``evaluate``, ``info`` and ``plugins`` commands report, as data and as text."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from .modelfile import ModelHeader
+from .plugins import KINDS, PluginManager
+
+# The score table's columns, in the order of the .npy output's columns.
+SCORE_COLUMNS = ("score", "reconstruction", "discriminator", "density", "is_anomaly")
+
+
+def score_table(detector, X) -> dict[str, np.ndarray]:
+    """``score``, each component, and ``is_anomaly`` (1 where ``predict`` gives -1)."""
+    components = detector.score_components(X)
+    # the same arithmetic as decision_function, from the scores already computed
+    flagged = (-components["score"] - detector.offset_) < 0
+    table = {name: components[name] for name in SCORE_COLUMNS if name in components}
+    table["is_anomaly"] = flagged.astype(np.int64)
+    return table
+
+
+@dataclass
+class Evaluation:
+    n_rows: int
+    n_anomalies: int
+    n_flagged: int
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+    true_negatives: int
+    roc_auc: float
+    average_precision: float
+    precision: float
+    recall: float
+    f1: float
+    threshold: float
+    component_roc_auc: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        components = ", ".join(f"{k} {v:.3f}" for k, v in self.component_roc_auc.items())
+        return "\n".join(
+            [
+                f"rows           {self.n_rows} ({self.n_anomalies} labelled anomalies)",
+                f"ROC-AUC        {self.roc_auc:.4f}",
+                f"avg precision  {self.average_precision:.4f}",
+                f"by component   {components}",
+                f"at threshold   score > {self.threshold:.4g}: {self.n_flagged} rows flagged",
+                f"precision      {self.precision:.4f}",
+                f"recall         {self.recall:.4f}",
+                f"F1             {self.f1:.4f}",
+                f"confusion      TP {self.true_positives}  FP {self.false_positives}  "
+                f"FN {self.false_negatives}  TN {self.true_negatives}",
+            ]
+        )
+
+
+def evaluate(table: dict[str, np.ndarray], labels: np.ndarray, offset: float) -> Evaluation:
+    """Compare a score table with labels (non-zero = anomaly)."""
+    truth = np.asarray(labels).reshape(-1) != 0
+    if truth.all() or not truth.any():
+        kind = "anomalies" if truth.all() else "normal rows"
+        raise ValueError(f"the labels mark only {kind}; evaluation needs both classes")
+    flagged = table["is_anomaly"] == 1
+    return Evaluation(
+        n_rows=len(truth),
+        n_anomalies=int(truth.sum()),
+        n_flagged=int(flagged.sum()),
+        true_positives=int((flagged & truth).sum()),
+        false_positives=int((flagged & ~truth).sum()),
+        false_negatives=int((~flagged & truth).sum()),
+        true_negatives=int((~flagged & ~truth).sum()),
+        roc_auc=float(roc_auc_score(truth, table["score"])),
+        average_precision=float(average_precision_score(truth, table["score"])),
+        precision=float(precision_score(truth, flagged, zero_division=0)),
+        recall=float(recall_score(truth, flagged, zero_division=0)),
+        f1=float(f1_score(truth, flagged, zero_division=0)),
+        threshold=-float(offset),
+        component_roc_auc={
+            name: float(roc_auc_score(truth, values))
+            for name, values in table.items()
+            if name not in ("score", "is_anomaly")
+        },
+    )
+
+
+def describe_model(header: ModelHeader) -> dict[str, Any]:
+    """The model file's contents for ``info --json``: its document minus the checksum,
+    plus the tensor list."""
+    document = {k: v for k, v in header.document.items() if k != "tensors_sha256"}
+    document["path"] = header.path
+    document["n_parameters"] = header.n_parameters
+    document["tensors"] = [
+        {"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in header.tensors
+    ]
+    return document
+
+
+def format_model(header: ModelHeader) -> str:
+    doc = header.document
+    params = doc["params"]
+    names = doc["feature_names_in"]
+    history = doc["history"]
+    final = ", ".join(f"{k} {v[-1]:.4g}" for k, v in history.items() if v)
+    calibration = doc["calibration"]
+    lines = [
+        f"model file     {header.path}",
+        f"format         {doc['format']} version {doc['format_version']}",
+        f"saved by       aae-anomaly {doc['library_version']}, torch {doc['torch_version']}",
+        _plugin_line("prior", doc["prior"]),
+        _plugin_line("encoder", doc["encoder"]),
+        f"latent dim     {params['latent_dim']} ({params['posterior']} posterior, "
+        f"{params['reconstruction_loss']} loss)",
+        f"input shape    {tuple(doc['input_shape'])}, {doc['n_features_in']} features",
+        f"features       {', '.join(names) if names else '(unnamed)'}",
+        f"parameters     {header.n_parameters} in {len(header.tensors)} tensors",
+        f"threshold      score > {-doc['offset']:.6g} is an anomaly "
+        f"(contamination {params['contamination']})",
+        "calibration    "
+        + "; ".join(
+            f"{name}: center {calibration['center'][name]:.4g}, "
+            f"spread {calibration['spread'][name]:.4g}, weight {calibration['weights'][name]:g}"
+            for name in calibration["center"]
+        ),
+        f"training       {len(next(iter(history.values()), []))} epochs, "
+        f"batch size {params['batch_size']}, seed {params['random_state']}",
+        f"final losses   {final or '(none)'}",
+    ]
+    return "\n".join(lines)
+
+
+def _plugin_line(kind: str, entry: dict[str, Any]) -> str:
+    options = ", ".join(f"{k}={v}" for k, v in entry["options"].items()) or "defaults"
+    source = entry["distribution"] or f"plugin {entry['plugin']}"
+    version = f" {entry['version']}" if entry["version"] else ""
+    return f"{kind:<15}{entry['name']} ({options}) from {source}{version}"
+
+
+def plugin_rows(manager: PluginManager) -> list[dict[str, str | None]]:
+    return [
+        {
+            "kind": kind,
+            "name": name,
+            "plugin": registration.plugin,
+            "distribution": registration.distribution,
+            "version": registration.version,
+        }
+        for kind in KINDS
+        for name, registration in sorted(manager.registrations(kind).items())
+    ]
+
+
+def format_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    cells = [[str(row[c]) if row[c] is not None else "-" for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = [[c.upper() for c in columns], *cells]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )

@@ -1,0 +1,324 @@
+"""Model files: exact round trips, atomic saves, and clear errors for every bad file."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from sklearn.exceptions import NotFittedError
+
+import aae_anomaly
+from aae_anomaly import AAEDetector, ModelFileError, UnknownPluginError, load_dataset
+from aae_anomaly import atomic as atomic_module
+from aae_anomaly.modelfile import METADATA_KEY, read_header
+from aae_anomaly.plugins import get_plugin_manager
+
+TINY = {"epochs": 2, "batch_size": 64, "random_state": 0}
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    dataset = load_dataset("synthetic:n=240,n_features=6,anomalies=0.1")
+    return pd.DataFrame(dataset.X, columns=dataset.feature_names)
+
+
+@pytest.fixture(scope="module")
+def fitted(data) -> AAEDetector:
+    return AAEDetector(**TINY).fit(data)
+
+
+@pytest.fixture()
+def saved(fitted, tmp_path) -> str:
+    path = str(tmp_path / "model.aae")
+    fitted.save(path)
+    return path
+
+
+def assert_same_scores(a: AAEDetector, b: AAEDetector, X) -> None:
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+    np.testing.assert_array_equal(a.decision_function(X), b.decision_function(X))
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    for name, values in a.score_components(X).items():
+        np.testing.assert_array_equal(values, b.score_components(X)[name])
+
+
+# -- round trips -----------------------------------------------------------------------------
+def test_saved_and_loaded_model_gives_bit_identical_scores(fitted, saved, data):
+    loaded = aae_anomaly.load(saved)
+    assert_same_scores(fitted, loaded, data)
+    assert list(loaded.feature_names_in_) == list(data.columns)
+    assert loaded.get_params() == fitted.get_params()
+    assert loaded.offset_ == fitted.offset_
+    assert loaded.history_ == fitted.history_
+    assert loaded.device_ == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"prior": "swiss_roll", "latent_dim": 2},  # no density component
+        {"prior": "mixture", "prior_params": {"n_components": 3}, "posterior": "gaussian"},
+        {"prior": "uniform", "reconstruction_loss": "bce", "contamination": 0.1},
+        {"encoder_params": {"hidden": [16, 8]}, "score_weights": {"reconstruction": 2.0}},
+    ],
+    ids=["swiss_roll", "mixture-gaussian-posterior", "uniform-bce", "custom-mlp-weights"],
+)
+def test_round_trip_is_exact_for_other_configurations(params, data, tmp_path):
+    detector = AAEDetector(**TINY, **params).fit(data.to_numpy())
+    detector.save(tmp_path / "model.aae")
+    loaded = aae_anomaly.load(tmp_path / "model.aae")
+    assert_same_scores(detector, loaded, data.to_numpy())
+    assert not hasattr(loaded, "feature_names_in_")
+
+
+def test_round_trip_is_exact_for_images(tmp_path):
+    images = np.random.default_rng(0).random((64, 1, 8, 8))
+    detector = AAEDetector(encoder="conv", encoder_params={"channels": [4, 8]}, **TINY)
+    detector.fit(images)
+    detector.save(tmp_path / "conv.aae")
+    loaded = aae_anomaly.load(tmp_path / "conv.aae")
+    assert loaded.input_shape_ == (1, 8, 8)
+    np.testing.assert_array_equal(loaded.score_samples(images), detector.score_samples(images))
+
+
+def test_loading_never_unpickles(saved, monkeypatch, data):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a model file must load without pickle")
+
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+    assert aae_anomaly.load(saved).score_samples(data).shape == (len(data),)
+
+
+def test_file_is_plain_safetensors_with_json_metadata(saved, fitted):
+    with open(saved, "rb") as handle:
+        (header_size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(header_size))
+    document = json.loads(header["__metadata__"][METADATA_KEY])
+    assert document["format"] == "aae-anomaly-model"
+    assert document["library_version"] == aae_anomaly.__version__
+    assert document["prior"]["name"] == "gaussian"
+    assert document["prior"]["distribution"] == "aae-anomaly"
+    assert document["encoder"]["options"]["hidden"] is None
+    assert document["feature_names_in"] == list(fitted.feature_names_in_)
+    tensors = {name: spec for name, spec in header.items() if name != "__metadata__"}
+    assert set(tensors) == set(fitted.module_.state_dict())
+    assert {spec["dtype"] for spec in tensors.values()} == {"F32"}
+
+
+def test_header_reads_without_building_the_model(saved, fitted):
+    header = read_header(saved)
+    expected = sum(t.numel() for t in fitted.module_.state_dict().values())
+    assert header.n_parameters == expected
+    assert header.document["n_features_in"] == fitted.n_features_in_
+
+
+def test_load_onto_auto_device(saved, fitted, data):
+    loaded = aae_anomaly.load(saved, device="auto")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert loaded.device_.type == expected
+
+
+def test_joblib_round_trip_keeps_scores(fitted, data, tmp_path):
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    restored = joblib.load(tmp_path / "model.joblib")
+    assert_same_scores(fitted, restored, data)
+
+
+def test_unfitted_detector_cannot_be_saved(tmp_path):
+    with pytest.raises(NotFittedError):
+        AAEDetector().save(tmp_path / "model.aae")
+    assert not (tmp_path / "model.aae").exists()
+
+
+# -- atomic saves ----------------------------------------------------------------------------
+def test_interrupted_save_keeps_the_previous_file(fitted, saved, monkeypatch, tmp_path):
+    before = Path(saved).read_bytes()
+
+    def crash(descriptor):
+        raise OSError("disk full")
+
+    # fsync runs after the new bytes are written to the temporary file and before the
+    # rename: a crash there is the moment a non-atomic save would leave half a file
+    monkeypatch.setattr(atomic_module.os, "fsync", crash)
+    other = AAEDetector(**{**TINY, "random_state": 1}).fit(np.random.default_rng(1).random((50, 6)))
+    with pytest.raises(OSError, match="disk full"):
+        other.save(saved)
+    assert Path(saved).read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["model.aae"]
+
+
+def test_interrupted_first_save_leaves_no_file(fitted, monkeypatch, tmp_path):
+    def crash(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic_module.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        fitted.save(tmp_path / "model.aae")
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_into_missing_directory_is_a_clear_error(fitted, tmp_path):
+    with pytest.raises(ModelFileError, match="no such directory"):
+        fitted.save(tmp_path / "absent" / "model.aae")
+
+
+# -- bad files -------------------------------------------------------------------------------
+def write(path, content: bytes) -> str:
+    with open(path, "wb") as handle:
+        handle.write(content)
+    return str(path)
+
+
+def rewrite_document(source: str, target, change) -> str:
+    """Copy a model file, passing its JSON document through ``change``."""
+    tensors = load_file(source)
+    with safe_open(source, framework="pt") as handle:
+        document = json.loads(handle.metadata()[METADATA_KEY])
+    change(document)
+    save_file(tensors, str(target), metadata={METADATA_KEY: json.dumps(document)})
+    return str(target)
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda p, s: write(p, os.urandom(256)), "not an aae-anomaly model file"),
+        (lambda p, s: write(p, b""), "not an aae-anomaly model file"),
+        (lambda p, s: write(p, Path(s).read_bytes()[:-100]), "not an aae-anomaly model file"),
+        (lambda p, s: write(p, Path(s).read_bytes()[:40]), "not an aae-anomaly model file"),
+        (lambda p, s: write(p, b'{"prior": "gaussian"}'), "not an aae-anomaly model file"),
+        (
+            lambda p, s: save_file({"w": torch.zeros(3)}, str(p)) or str(p),
+            "without aae-anomaly metadata",
+        ),
+        (
+            lambda p, s: save_file({"w": torch.zeros(3)}, str(p), {METADATA_KEY: "{"}) or str(p),
+            "metadata is not JSON",
+        ),
+        (
+            lambda p, s: save_file({"w": torch.zeros(3)}, str(p), {METADATA_KEY: "[]"}) or str(p),
+            "unknown format",
+        ),
+    ],
+    ids=[
+        "random",
+        "empty",
+        "truncated",
+        "truncated-header",
+        "json",
+        "foreign",
+        "bad-json",
+        "wrong-json",
+    ],
+)
+def test_foreign_and_damaged_files_fail_clearly(make, problem, saved, tmp_path):
+    path = make(tmp_path / "bad.aae", saved)
+    with pytest.raises(ModelFileError, match=problem) as caught:
+        aae_anomaly.load(path)
+    assert str(path) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_and_directory_paths_fail_clearly(tmp_path):
+    with pytest.raises(ModelFileError, match="no such model file"):
+        aae_anomaly.load(tmp_path / "absent.aae")
+    with pytest.raises(ModelFileError, match="is not a file"):
+        aae_anomaly.load(tmp_path)
+
+
+def test_flipped_weight_bytes_are_detected(saved):
+    content = bytearray(Path(saved).read_bytes())
+    content[-3] ^= 0xFF  # inside the last tensor's data
+    write(saved, bytes(content))
+    with pytest.raises(ModelFileError, match="corrupted: its weights do not match"):
+        aae_anomaly.load(saved)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda d: d.update(format_version=99), "format version 99, newer"),
+        (lambda d: d.update(offset="high"), "field 'offset' should be a number"),
+        (lambda d: d.pop("calibration"), "field 'calibration'"),
+        (lambda d: d["params"].update(colour="red"), "field 'params'"),
+        (lambda d: d["params"].update(latent_dim=-1), "invalid estimator parameters"),
+        (lambda d: d.update(input_shape=[7]), "field 'n_features_in'"),
+        (lambda d: d["encoder"]["options"].update(hidden=[5, 3]), "tensor encoder.0.weight"),
+        (lambda d: d["encoder"]["options"].update(depth=3), "cannot be rebuilt"),
+        (lambda d: d["calibration"]["center"].pop("density"), "field 'calibration'"),
+    ],
+    ids=[
+        "future-version",
+        "offset-type",
+        "no-calibration",
+        "unknown-param",
+        "bad-param",
+        "shape-mismatch",
+        "tensor-mismatch",
+        "bad-option",
+        "calibration-keys",
+    ],
+)
+def test_inconsistent_documents_fail_clearly(change, problem, saved, tmp_path):
+    path = rewrite_document(saved, tmp_path / "edited.aae", change)
+    with pytest.raises(ModelFileError, match=problem):
+        aae_anomaly.load(path)
+
+
+def test_missing_prior_plugin_is_named(saved, tmp_path):
+    def foreign_prior(document):
+        document["prior"].update(name="vonmises", distribution="aae-circular", version="2.1")
+
+    path = rewrite_document(saved, tmp_path / "vonmises.aae", foreign_prior)
+    with pytest.raises(ModelFileError, match="prior plugin 'vonmises'.*aae-circular 2.1") as caught:
+        aae_anomaly.load(path)
+    assert isinstance(caught.value, UnknownPluginError)
+    assert caught.value.name == "vonmises"
+    # the header stays readable, so `aae-anomaly info` can show what the file needs
+    assert read_header(path).document["prior"]["name"] == "vonmises"
+
+
+def test_model_of_an_uninstalled_plugin_distribution_fails_on_load(data, tmp_path):
+    class Plugin:
+        @staticmethod
+        @aae_anomaly.hookimpl
+        def register_priors(register):
+            register("wide_gaussian", get_plugin_manager().get("prior", "gaussian").factory)
+
+    manager = get_plugin_manager()
+    manager.register(Plugin(), "wide_plugin", "aae-wide", "0.3")
+    try:
+        detector = AAEDetector(prior="wide_gaussian", prior_params={"std": 2.0}, **TINY)
+        detector.fit(data.to_numpy()).save(tmp_path / "wide.aae")
+        np.testing.assert_array_equal(
+            aae_anomaly.load(tmp_path / "wide.aae").score_samples(data.to_numpy()),
+            detector.score_samples(data.to_numpy()),
+        )
+    finally:
+        manager.unregister("wide_plugin")
+    with pytest.raises(ModelFileError, match="'wide_gaussian' \\(from aae-wide 0.3\\)"):
+        aae_anomaly.load(tmp_path / "wide.aae")
+
+
+def test_other_plugin_version_warns(saved):
+    path = rewrite_document(saved, saved + ".old", lambda d: d["prior"].update(version="0.0.1"))
+    with pytest.warns(UserWarning, match="saved with the prior plugin 'gaussian'"):
+        aae_anomaly.load(path)
+
+
+def test_unknown_device_is_a_model_file_error(saved):
+    with pytest.raises(ModelFileError, match="unknown device"):
+        aae_anomaly.load(saved, device="abacus")
