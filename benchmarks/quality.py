@@ -1,0 +1,344 @@
+"""Detection quality on real data: AAEDetector beside PyOD's detectors.
+
+The protocol of ``../shared/data/README.md`` ("trained on normal data"): for each data set
+and seed, shuffle the normal rows with the seed; 60% of them train; the test set is the
+other 40% plus every anomaly. Scaling (a StandardScaler) is fitted on the training rows
+alone and used for every detector. Training sets over 20,000 rows are subsampled to
+20,000 (test sets likewise, keeping every anomaly). ROC-AUC and average precision on the
+test set, averaged over seeds 0, 1 and 2.
+
+Each (data set, seed, detector) result is cached in a JSON file as soon as it is measured,
+so a long run can be split, resumed or extended; the report is written from the cache.
+
+    python benchmarks/quality.py                      # everything, then docs/benchmarks.md
+    python benchmarks/quality.py --detectors AAE --datasets 6_cardio,38_thyroid
+    python benchmarks/quality.py --report-only        # rewrite the report from the cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_CACHE = ROOT / "benchmarks" / "results" / "quality.json"
+DEFAULT_REPORT = ROOT / "docs" / "benchmarks.md"
+SEEDS = (0, 1, 2)
+MAX_ROWS = 20_000
+AAE = "AAE"
+PYOD_DETECTORS = ("IForest", "KNN", "ECOD", "OCSVM", "AutoEncoder", "VAE", "DeepSVDD")
+DETECTORS = (AAE, *PYOD_DETECTORS)
+COMPONENTS = ("reconstruction", "discriminator", "density")
+
+
+# -- data -------------------------------------------------------------------------------
+def find_datasets(data_dirs: list[Path]) -> dict[str, tuple[str, Path]]:
+    """Every ``.npz`` below the given folders, by name, with its group (folder name)."""
+    found: dict[str, tuple[str, Path]] = {}
+    for folder in data_dirs:
+        for path in sorted(folder.rglob("*.npz")):
+            found[path.stem] = (path.parent.name, path)
+    return found
+
+
+def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as archive:
+        X = archive["X"] if "X" in archive.files else archive["x"]
+        y = archive["y"]
+    return X.reshape(len(X), -1).astype(np.float64), y.reshape(-1).astype(int)
+
+
+def protocol_split(X: np.ndarray, y: np.ndarray, seed: int):
+    """Training rows, test rows and test labels under the shared protocol (scaled)."""
+    rng = np.random.default_rng(seed)
+    normal = rng.permutation(np.flatnonzero(y == 0))
+    anomalies = np.flatnonzero(y != 0)
+    n_train = int(0.6 * len(normal))
+    train, test_normal = normal[:n_train], normal[n_train:]
+    if len(train) > MAX_ROWS:
+        train = rng.choice(train, MAX_ROWS, replace=False)
+    if len(test_normal) + len(anomalies) > MAX_ROWS:
+        keep = max(MAX_ROWS - len(anomalies), 0)
+        test_normal = rng.choice(test_normal, keep, replace=False)
+    test = np.concatenate([test_normal, anomalies])
+    scaler = StandardScaler().fit(X[train])
+    return scaler.transform(X[train]), scaler.transform(X[test]), (y[test] != 0).astype(int)
+
+
+# -- detectors --------------------------------------------------------------------------
+def make_detector(name: str, n_features: int, seed: int):
+    """A fresh detector with its default settings (the ones a user would start with)."""
+    if name == AAE:
+        from aae_anomaly import AAEDetector
+
+        return AAEDetector(random_state=seed)
+    from pyod.models import auto_encoder, deep_svdd, ecod, iforest, knn, ocsvm, vae
+
+    factories: dict[str, Callable[[], object]] = {
+        "IForest": lambda: iforest.IForest(random_state=seed),
+        "KNN": lambda: knn.KNN(n_neighbors=5, method="largest"),
+        "ECOD": lambda: ecod.ECOD(),
+        "OCSVM": lambda: ocsvm.OCSVM(),
+        "AutoEncoder": lambda: auto_encoder.AutoEncoder(random_state=seed, verbose=0),
+        "VAE": lambda: vae.VAE(random_state=seed, verbose=0),
+        "DeepSVDD": lambda: deep_svdd.DeepSVDD(n_features, random_state=seed, verbose=0),
+    }
+    return factories[name]()
+
+
+def anomaly_scores(detector, X: np.ndarray) -> np.ndarray:
+    """Larger = more anomalous, for either library."""
+    if hasattr(detector, "score_components"):
+        return detector.score_components(X)["score"]
+    return detector.decision_function(X)
+
+
+def evaluate(name: str, X_train, X_test, y_test, seed: int) -> dict:
+    detector = make_detector(name, X_train.shape[1], seed)
+    started = time.perf_counter()
+    detector.fit(X_train)
+    fitted = time.perf_counter()
+    if name == AAE:
+        components = detector.score_components(X_test)
+        scores = components["score"]
+    else:
+        scores = anomaly_scores(detector, X_test)
+    scored = time.perf_counter()
+    if not np.isfinite(scores).all():
+        raise RuntimeError(f"{name} gave non-finite scores")
+    result = {
+        "roc_auc": float(roc_auc_score(y_test, scores)),
+        "average_precision": float(average_precision_score(y_test, scores)),
+        "fit_seconds": fitted - started,
+        "score_seconds": scored - fitted,
+    }
+    if name == AAE:
+        result["components"] = {
+            key: float(roc_auc_score(y_test, values))
+            for key, values in components.items()
+            if key in COMPONENTS
+        }
+    return result
+
+
+# -- cache and report -------------------------------------------------------------------
+def load_cache(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {"results": {}}
+
+
+def save_cache(cache: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    temporary.replace(path)
+
+
+def versions() -> dict[str, str]:
+    import sklearn
+    import torch
+
+    import aae_anomaly
+
+    found = {
+        "python": platform.python_version(),
+        "aae-anomaly": aae_anomaly.__version__,
+        "torch": torch.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+    }
+    try:
+        import pyod
+
+        found["pyod"] = pyod.__version__
+    except ImportError:
+        pass
+    return found
+
+
+def summarise(cache: dict, groups: dict[str, str], seeds) -> dict:
+    """Mean over seeds per (data set, detector); only complete cells count."""
+    table: dict[str, dict[str, dict]] = {}
+    for dataset in sorted(groups, key=_natural):
+        for detector in DETECTORS:
+            runs = [cache["results"].get(f"{dataset}|{seed}|{detector}") for seed in seeds]
+            if any(run is None for run in runs):
+                continue
+            cell = {
+                key: float(np.mean([run[key] for run in runs]))
+                for key in ("roc_auc", "average_precision", "fit_seconds", "score_seconds")
+            }
+            if detector == AAE:
+                cell["components"] = {
+                    key: float(np.mean([run["components"][key] for run in runs]))
+                    for key in runs[0]["components"]
+                }
+            table.setdefault(dataset, {})[detector] = cell
+    return table
+
+
+def _natural(name: str):
+    head = name.split("_")[0]
+    return (0, int(head), name) if head.isdigit() else (1, 0, name)
+
+
+def group_lines(title: str, table: dict, names: list[str], detectors: list[str]) -> list[str]:
+    complete = [d for d in names if all(det in table.get(d, {}) for det in detectors)]
+    if not complete:
+        return []
+    lines = [f"## {title}", ""]
+    for metric, label in (("roc_auc", "ROC-AUC"), ("average_precision", "Average precision")):
+        values = np.array([[table[d][det][metric] for det in detectors] for d in complete])
+        # rank 1 = best; ties share the mean rank
+        ranks = np.array([_ranks(-row) for row in values])
+        lines += [f"### {label}", "", "| data set | " + " | ".join(detectors) + " |",
+                  "|---" * (len(detectors) + 1) + "|"]
+        for dataset, row in zip(complete, values, strict=True):
+            best = row.max()
+            cells = [f"**{v:.3f}**" if v == best else f"{v:.3f}" for v in row]
+            lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+        lines.append("| **mean** | " + " | ".join(f"{v:.3f}" for v in values.mean(0)) + " |")
+        lines.append("| **mean rank** | " + " | ".join(f"{v:.2f}" for v in ranks.mean(0)) + " |")
+        lines.append("")
+    lines += ["### Time (seconds, mean over seeds: fit / score)", "",
+              "| data set | " + " | ".join(detectors) + " |",
+              "|---" * (len(detectors) + 1) + "|"]
+    for dataset in complete:
+        cells = [
+            f"{table[dataset][det]['fit_seconds']:.1f} / {table[dataset][det]['score_seconds']:.2f}"
+            for det in detectors
+        ]
+        lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if all(AAE in table[d] for d in complete):
+        names_c = list(table[complete[0]][AAE]["components"])
+        lines += [f"### What each AAE score component is worth ({title}, ROC-AUC)", "",
+                  "| data set | " + " | ".join(names_c) + " | combined |",
+                  "|---" * (len(names_c) + 2) + "|"]
+        rows = []
+        for dataset in complete:
+            cell = table[dataset][AAE]
+            row = [cell["components"].get(c, float("nan")) for c in names_c] + [cell["roc_auc"]]
+            rows.append(row)
+            lines.append(f"| {dataset} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+        mean = np.nanmean(np.array(rows), axis=0)
+        lines.append("| **mean** | " + " | ".join(f"{v:.3f}" for v in mean) + " |")
+        lines.append("")
+    return lines
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(values)
+
+
+def write_report(cache: dict, groups: dict[str, str], path: Path, seeds) -> None:
+    table = summarise(cache, groups, seeds)
+    run = cache.get("run", {})
+    lines = [
+        "# Detection quality on real data",
+        "",
+        "Written by `benchmarks/quality.py` from its result cache "
+        "(`benchmarks/results/quality.json`); every figure below is one it measured.",
+        "",
+        f"Command: `{run.get('command', '?')}`",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in run.get("versions", {}).items()),
+        "",
+        f"Machine: {run.get('machine', '?')}",
+        "",
+        "Protocol (`../shared/data/README.md`): train on 60% of the normal rows; test on the "
+        "other 40% and every anomaly; StandardScaler fitted on the training rows for every "
+        f"detector; seeds {', '.join(map(str, seeds))}; each figure is the mean over seeds. "
+        "Every detector runs with its default settings (PyOD's KNN with n_neighbors=5, "
+        "method='largest').",
+        "",
+    ]
+    by_group: dict[str, list[str]] = {}
+    for dataset, group in groups.items():
+        by_group.setdefault(group, []).append(dataset)
+    for group, names in sorted(by_group.items()):
+        names = sorted(names, key=_natural)
+        present = [det for det in DETECTORS if any(det in table.get(d, {}) for d in names)]
+        lines += group_lines(group, table, names, present)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+# -- main -------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, action="append",
+                        help=f"folder of .npz data sets (repeatable; default {DEFAULT_DATA})")
+    parser.add_argument("--datasets", help="comma-separated names (default: all found)")
+    parser.add_argument("--detectors", default=",".join(DETECTORS),
+                        help="comma-separated, from " + ", ".join(DETECTORS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
+    parser.add_argument("--rerun", help="comma-separated detectors to measure again")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+
+    data_dirs = args.data or [DEFAULT_DATA]
+    missing = [str(d) for d in data_dirs if not d.is_dir()]
+    if missing:
+        parser.error(f"no data folder at {', '.join(missing)}")
+    found = find_datasets(data_dirs)
+    wanted = args.datasets.split(",") if args.datasets else list(found)
+    unknown = sorted(set(wanted) - set(found))
+    if unknown:
+        parser.error(f"unknown data sets {unknown}; found {sorted(found, key=_natural)}")
+    detectors = args.detectors.split(",")
+    bad = sorted(set(detectors) - set(DETECTORS))
+    if bad:
+        parser.error(f"unknown detectors {bad}; choose from {list(DETECTORS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rerun = set(args.rerun.split(",")) if args.rerun else set()
+
+    cache = load_cache(args.cache)
+    if not args.report_only:
+        cache["run"] = {
+            "command": "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:]),
+            "versions": versions(),
+            "machine": f"{platform.machine()}, {_cores()} cores, {platform.system()}",
+        }
+        for dataset in sorted(wanted, key=_natural):
+            X, y = load_npz(found[dataset][1])
+            for seed in seeds:
+                split = None
+                for detector in detectors:
+                    key = f"{dataset}|{seed}|{detector}"
+                    if key in cache["results"] and detector not in rerun:
+                        continue
+                    split = split or protocol_split(X, y, seed)
+                    result = evaluate(detector, *split, seed)
+                    cache["results"][key] = result
+                    save_cache(cache, args.cache)
+                    print(f"{dataset:>16} seed {seed} {detector:>11}: ROC-AUC "
+                          f"{result['roc_auc']:.3f} AP {result['average_precision']:.3f} "
+                          f"fit {result['fit_seconds']:.1f}s", flush=True)
+    groups = {name: group for name, (group, _) in found.items()}
+    write_report(cache, groups, args.report, seeds)
+    print(f"wrote {args.report}")
+    return 0
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
