@@ -19,13 +19,23 @@ from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
 from .engine.runtime import flush_denormals, resolve_device, seeded
 from .plugins import get_plugin_manager
 from .priors import Prior
-from .scoring import COMPONENTS, ScoreCalibration, available_components, raw_components
+from .scoring import (
+    COMPONENTS,
+    ScoreCalibration,
+    available_components,
+    default_weights,
+    joint_coordinates,
+    raw_components,
+)
 
 # Rows per batch when scoring: large batches keep the small networks' matrix products busy,
 # and one fixed size makes each row's score independent of the rows beside it.
 SCORING_BATCH_SIZE = 4096
 # With fewer calibration rows than this, calibrate on the training rows instead.
 MIN_CALIBRATION_ROWS = 5
+# The neighbors component compares with at most this many training rows: enough for a
+# stable density estimate, few enough that scoring stays fast and model files small.
+MAX_REFERENCE_ROWS = 10_000
 # contamination="auto" flags rows scoring above this quantile of held-out normal rows.
 AUTO_QUANTILE = 0.99
 
@@ -67,7 +77,14 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         Per-sample shape for image architectures, e.g. ``(1, 28, 28)``; inferred when
         ``None`` (a 4-D ``X`` gives it directly).
     score_weights : dict, default=None
-        Weight of each score component in the combined score; equal when ``None``.
+        Weight of each score component in the combined score. ``None`` takes the default
+        that measured best on real data (see ``docs/scoring.md``): the ``neighbors``
+        component, or ``reconstruction`` when ``n_neighbors=0``.
+    n_neighbors : int, default=5
+        Neighbours averaged by the ``neighbors`` component, which measures distance to
+        normal training rows in the AAE's (code, residual) coordinates. The model keeps
+        those coordinates for up to 10,000 training rows. ``0`` turns the component off,
+        and then no training rows are kept.
     calibration_fraction : float, default=0.1
         Share of the training rows held back to normalize the score components.
     contamination : "auto" or float in (0, 0.5], default="auto"
@@ -114,6 +131,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         posterior: str = "deterministic",
         input_shape: tuple[int, ...] | None = None,
         score_weights: dict | None = None,
+        n_neighbors: int = 5,
         calibration_fraction: float = 0.1,
         contamination: str | float = "auto",
         device: str = "auto",
@@ -134,6 +152,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         self.posterior = posterior
         self.input_shape = input_shape
         self.score_weights = score_weights
+        self.n_neighbors = n_neighbors
         self.calibration_fraction = calibration_fraction
         self.contamination = contamination
         self.device = device
@@ -158,24 +177,35 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             input_shape = architecture.infer_input_shape(X.shape[1])
         prior = create_prior(self.prior, self.latent_dim, self.prior_params or {})
 
+        reference_rows = train_rows
+        if self.n_neighbors and len(train_rows) > MAX_REFERENCE_ROWS:
+            chosen = rng.choice(len(train_rows), MAX_REFERENCE_ROWS, replace=False)
+            reference_rows = train_rows[np.sort(chosen)]
+        n_reference = len(reference_rows) if self.n_neighbors else 0
+
         device = resolve_device(self.device)
         with seeded(seed, device) as generator, flush_denormals():
             center, scale = _input_scaling(train_rows, self.reconstruction_loss)
-            module = self._build_module(architecture, input_shape, center, scale).to(device)
+            module = self._build_module(
+                architecture, input_shape, center, scale, n_reference
+            ).to(device)
             rows = torch.tensor(train_rows, dtype=torch.float32, device=device)
             self.history_ = train(
                 module, prior, rows, self._training_config(), generator, self._progress()
             )
             del rows
+            if n_reference:
+                module.reference.copy_(
+                    joint_coordinates(module, reference_rows, SCORING_BATCH_SIZE, device)
+                )
             self.module_, self.prior_, self.device_ = module, prior, device
             self.input_shape_ = input_shape
+            calibration_components = self._raw_components(calibration_rows)
             self.calibration_ = ScoreCalibration.fit(
-                self._raw_components(calibration_rows), self._checked_weights(prior)
+                calibration_components, self._checked_weights(module, prior)
             )
             if self.contamination == "auto":
-                calibration_scores = self.calibration_.combine(
-                    self._raw_components(calibration_rows)
-                )
+                calibration_scores = self.calibration_.combine(calibration_components)
                 self.offset_ = -float(np.quantile(calibration_scores, AUTO_QUANTILE))
             else:
                 scores = self.calibration_.combine(self._raw_components(X))
@@ -183,7 +213,12 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _build_module(
-        self, architecture: Architecture, input_shape, center: np.ndarray, scale: np.ndarray
+        self,
+        architecture: Architecture,
+        input_shape,
+        center: np.ndarray,
+        scale: np.ndarray,
+        n_reference: int = 0,
     ) -> AAEModule:
         """The untrained networks for this configuration; ``fit`` and model-file loading
         both build through here, so a stored state dict always matches what is built."""
@@ -199,6 +234,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             self.reconstruction_loss,
             torch.from_numpy(center),
             torch.from_numpy(scale),
+            n_reference,
         )
 
     def _restore_fitted_state(
@@ -280,6 +316,12 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         _check_int("latent_dim", self.latent_dim)
         _check_int("epochs", self.epochs)
         _check_int("batch_size", self.batch_size)
+        if isinstance(self.n_neighbors, bool) or not isinstance(
+            self.n_neighbors, numbers.Integral
+        ) or self.n_neighbors < 0:
+            raise ValueError(
+                f"n_neighbors must be a non-negative integer, got {self.n_neighbors!r}"
+            )
         for name in ("lr_autoencoder", "lr_discriminator", "lr_generator"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Real) or not 0 < value < np.inf:
@@ -306,10 +348,10 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             if value is not None and not isinstance(value, dict):
                 raise ValueError(f"{name} must be a dict or None, got {type(value).__name__}")
 
-    def _checked_weights(self, prior: Prior) -> dict[str, float] | None:
+    def _checked_weights(self, module: AAEModule, prior: Prior) -> dict[str, float]:
+        names = available_components(module, prior)
         if self.score_weights is None:
-            return None
-        names = available_components(prior)
+            return default_weights(names)
         unknown = set(self.score_weights) - set(COMPONENTS)
         if unknown:
             raise ValueError(
@@ -320,7 +362,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
             raise ValueError(
                 f"score_weights must be non-negative with a positive sum over the "
-                f"components this prior has ({', '.join(names)}), got {self.score_weights}"
+                f"components this model has ({', '.join(names)}), got {self.score_weights}"
             )
         return weights
 
@@ -338,7 +380,8 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     def _raw_components(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         with flush_denormals():
             return raw_components(
-                self.module_, self.prior_, rows, SCORING_BATCH_SIZE, self.device_
+                self.module_, self.prior_, rows, SCORING_BATCH_SIZE, self.device_,
+                self.n_neighbors,
             )
 
     def score_components(self, X) -> dict[str, np.ndarray]:

@@ -177,12 +177,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
             input_shape,
             np.zeros(n_features, dtype=np.float32),  # placeholders: the stored
             np.ones(n_features, dtype=np.float32),  # buffers replace them below
+            _reference_rows(tensors),
         )
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: the encoder cannot be rebuilt: {exc}") from None
     _check_tensors_fit(path, module, tensors)
     module.load_state_dict(tensors, strict=True)
-    calibration = _calibration_in_scoring_order(path, document["calibration"], prior)
+    calibration = _calibration_in_scoring_order(
+        path, document["calibration"], module, prior
+    )
     try:
         resolved = resolve_device(device)
     except ValueError as exc:
@@ -199,14 +202,14 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
     )
 
 
-def _calibration_in_scoring_order(path, stored: dict, prior) -> ScoreCalibration:
+def _calibration_in_scoring_order(path, stored: dict, module, prior) -> ScoreCalibration:
     # The combined score sums the components in the calibration's key order; floating-point
     # addition is not associative, so the order fit used (the scorer's) is restored here for
     # bit-identical scores whatever order the JSON holds.
-    names = available_components(prior)
+    names = available_components(module, prior)
     if set(stored["center"]) != set(names):
         raise ModelFileError(
-            f"{path}: the score calibration covers {sorted(stored['center'])} but the prior "
+            f"{path}: the score calibration covers {sorted(stored['center'])} but the model "
             f"gives the components {list(names)}"
         )
     return ScoreCalibration.from_dict(
@@ -240,6 +243,13 @@ def _source(entry: dict[str, Any]) -> str:
     if entry["distribution"] is None:
         return f"plugin {entry['plugin']!r}"
     return f"from {entry['distribution']} {entry['version']}"
+
+
+def _reference_rows(tensors: dict[str, torch.Tensor]) -> int:
+    """Rows in the neighbors component's reference set; its width is checked with the
+    other shapes against what the configuration builds."""
+    reference = tensors.get("reference")
+    return int(reference.shape[0]) if reference is not None and reference.dim() == 2 else 0
 
 
 def _check_tensors_fit(path, module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:

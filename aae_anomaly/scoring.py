@@ -1,20 +1,27 @@
 """Anomaly scores from a fitted AAE.
 
-Three components per sample, each larger for a more anomalous sample:
+Four components per sample, each larger for a more anomalous sample:
 
 ``reconstruction``
     the mean reconstruction loss of the sample;
 ``discriminator``
     ``-D(z)``, minus the discriminator's logit that the code ``z`` came from the prior;
 ``density``
-    ``-log p(z)`` under the prior, for priors that have a density.
+    ``-log p(z)`` under the prior, for priors that have a density;
+``neighbors``
+    the mean distance to the ``k`` nearest normal training rows in the AAE's joint
+    coordinates ``(z, x - x_hat)``: a non-parametric estimate of the density
+    ``p(z) p(residual | z)`` that GPND (Pidhorskyi et al., 2018) factorises the likelihood
+    into. The code places a sample on the learned manifold (in the prior's units); the
+    residual is what the manifold does not explain.
 
-The units of the three differ, so each is normalized on normal rows the model never
-trained on (the calibration rows held back in ``fit``): a robust z-score, the median
-subtracted and the result divided by the spread (interquartile range / 1.349, which equals
-the standard deviation for Gaussian data). Held-out rows are used because training rows
+The units differ, so each component is normalized on normal rows the model never trained
+on (the calibration rows held back in ``fit``): a robust z-score, the median subtracted
+and the result divided by the spread (interquartile range / 1.349, which equals the
+standard deviation for Gaussian data). Held-out rows are used because training rows
 reconstruct better than new normal rows; calibrating on them would make every new normal
-row look anomalous. The combined score is the weighted mean of the normalized components.
+row look anomalous. The combined score is the weighted mean of the normalized components;
+``docs/scoring.md`` gives the default weights and the measurements behind them.
 """
 
 from __future__ import annotations
@@ -28,15 +35,63 @@ from .engine.inference import padded_batches
 from .engine.model import AAEModule, per_sample_reconstruction_error
 from .priors import Prior
 
-COMPONENTS = ("reconstruction", "discriminator", "density")
+COMPONENTS = ("reconstruction", "discriminator", "density", "neighbors")
 
 # -log p(z) is infinite where a prior has no mass (outside the uniform box); capping it
 # keeps every score finite, and the other components still order such samples.
 DENSITY_CAP = 1e4
 
 
-def available_components(prior: Prior) -> tuple[str, ...]:
-    return COMPONENTS if prior.has_density else COMPONENTS[:2]
+# Query rows per distance computation against the reference set; a divisor of the scoring
+# batch size, so every row's distances come from identically shaped matrix products.
+NEIGHBOR_QUERY_ROWS = 512
+
+
+def available_components(module: AAEModule, prior: Prior) -> tuple[str, ...]:
+    """The components this model can compute, in scoring order."""
+    names = ["reconstruction", "discriminator"]
+    if prior.has_density:
+        names.append("density")
+    if len(module.reference):
+        names.append("neighbors")
+    return tuple(names)
+
+
+def default_weights(names: tuple[str, ...]) -> dict[str, float]:
+    """The combination that measured best on real data (``docs/benchmarks.md``)."""
+    chosen = "neighbors" if "neighbors" in names else "reconstruction"
+    return {name: float(name == chosen) for name in names}
+
+
+def mean_neighbor_distance(
+    queries: torch.Tensor, reference: torch.Tensor, k: int
+) -> torch.Tensor:
+    """Mean Euclidean distance of each query row to its ``k`` nearest reference rows."""
+    k = min(k, len(reference))
+    reference_norms = reference.square().sum(dim=1)
+    distances = torch.empty(len(queries), device=queries.device)
+    for start in range(0, len(queries), NEIGHBOR_QUERY_ROWS):
+        chunk = queries[start : start + NEIGHBOR_QUERY_ROWS]
+        # |q - r|^2 = |q|^2 - 2 q.r + |r|^2: one matrix product per chunk
+        squared = chunk.square().sum(dim=1, keepdim=True) - 2 * chunk @ reference.T
+        squared = squared + reference_norms
+        nearest = squared.topk(k, dim=1, largest=False).values
+        distances[start : start + len(chunk)] = nearest.clamp(min=0).sqrt().mean(dim=1)
+    return distances
+
+
+@torch.inference_mode()
+def joint_coordinates(
+    module: AAEModule, rows: np.ndarray, batch_size: int, device: torch.device
+) -> torch.Tensor:
+    """``(code, residual)`` of each row, on ``device``: the neighbors component's space."""
+    module.eval()
+    parts = []
+    for where, batch in padded_batches(rows, batch_size, device):
+        x = module.scale_input(batch)
+        z = module.encode(x)
+        parts.append(module.joint_coordinates(x, z, module.decode(z))[: where.stop - where.start])
+    return torch.cat(parts)
 
 
 @torch.inference_mode()
@@ -46,22 +101,28 @@ def raw_components(
     rows: np.ndarray,
     batch_size: int,
     device: torch.device,
+    n_neighbors: int = 5,
 ) -> dict[str, np.ndarray]:
     """Each component for each row of ``rows`` (flat, in the user's units)."""
-    names = available_components(prior)
+    names = available_components(module, prior)
     out = {name: np.empty(len(rows), dtype=np.float64) for name in names}
     module.eval()
     for where, batch in padded_batches(rows, batch_size, device):
         x = module.scale_input(batch)
         z = module.encode(x)
+        output = module.decode(z)
         values = {
-            "reconstruction": per_sample_reconstruction_error(module.decode(z), x, module.loss),
+            "reconstruction": per_sample_reconstruction_error(output, x, module.loss),
             "discriminator": -module.discriminator(z),
         }
         if "density" in out:
             values["density"] = (-prior.log_prob(z)).nan_to_num(
                 nan=DENSITY_CAP, posinf=DENSITY_CAP
             ).clamp(max=DENSITY_CAP)
+        if "neighbors" in out:
+            values["neighbors"] = mean_neighbor_distance(
+                module.joint_coordinates(x, z, output), module.reference, n_neighbors
+            )
         m = where.stop - where.start
         for name in names:
             out[name][where] = values[name][:m].double().cpu().numpy()

@@ -11,7 +11,9 @@ def test_demo_report_on_the_default_bundled_set():
     assert report.n_test_anomalies > 0
     assert report.n_train + report.n_test - report.n_test_anomalies == 357  # benign rows
     assert report.roc_auc > 0.9
-    assert set(report.component_roc_auc) == {"reconstruction", "discriminator", "density"}
+    assert set(report.component_roc_auc) == {
+        "reconstruction", "discriminator", "density", "neighbors",
+    }
     text = report.format()
     assert f"ROC-AUC        {report.roc_auc:.3f}" in text
 

@@ -63,7 +63,9 @@ def test_constant_and_duplicated_columns_give_finite_scores(small_rows):
 def test_score_components_are_per_sample_and_combine_into_the_score(small_rows):
     detector = AAEDetector(epochs=3, random_state=0).fit(small_rows)
     components = detector.score_components(small_rows[:10])
-    assert set(components) == {"reconstruction", "discriminator", "density", "score"}
+    assert set(components) == {
+        "reconstruction", "discriminator", "density", "neighbors", "score",
+    }
     assert all(values.shape == (10,) for values in components.values())
     np.testing.assert_allclose(components["score"], -detector.score_samples(small_rows[:10]))
 
@@ -71,7 +73,7 @@ def test_score_components_are_per_sample_and_combine_into_the_score(small_rows):
 def test_priors_without_density_score_without_that_component(small_rows):
     detector = AAEDetector(prior="swiss_roll", latent_dim=2, epochs=2, random_state=0)
     components = detector.fit(small_rows).score_components(small_rows)
-    assert set(components) == {"reconstruction", "discriminator", "score"}
+    assert set(components) == {"reconstruction", "discriminator", "neighbors", "score"}
 
 
 def test_score_weights_select_components(small_rows):
@@ -225,6 +227,7 @@ def test_wrong_number_of_features_is_named(small_rows):
         ({"score_weights": {"magic": 1.0}}, "score_weights has unknown components"),
         ({"score_weights": {"reconstruction": 0.0}}, "positive sum"),
         ({"device": "tpu"}, "unknown device 'tpu'"),
+        ({"n_neighbors": -1}, "n_neighbors must be a non-negative integer"),
     ],
 )
 def test_bad_parameters_are_named_at_fit(params, message, small_rows):
@@ -236,3 +239,48 @@ def test_auto_device_is_cpu_without_cuda(small_rows):
     detector = AAEDetector(epochs=1, random_state=0).fit(small_rows)
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert detector.device_.type == expected
+
+
+def test_neighbors_component_is_the_mean_distance_in_code_residual_space(small_rows):
+    from sklearn.neighbors import NearestNeighbors
+
+    from aae_anomaly.scoring import joint_coordinates
+
+    detector = AAEDetector(epochs=3, n_neighbors=4, random_state=0).fit(small_rows)
+    reference = detector.module_.reference.numpy()
+    assert reference.shape == (108, 8 + 5)  # 90% of the rows train; 10% calibrate
+    queries = np.random.default_rng(1).normal(size=(30, 5))
+    coordinates = joint_coordinates(detector.module_, queries, 64, detector.device_).numpy()
+    expected = NearestNeighbors(n_neighbors=4).fit(reference).kneighbors(coordinates)[0]
+    np.testing.assert_allclose(
+        detector.score_components(queries)["neighbors"], expected.mean(axis=1), rtol=1e-4
+    )
+
+
+def test_default_score_is_the_neighbors_component_normalized(small_rows):
+    detector = AAEDetector(epochs=2, random_state=0).fit(small_rows)
+    components = detector.score_components(small_rows)
+    calibration = detector.calibration_
+    expected = (components["neighbors"] - calibration.center["neighbors"]) / calibration.spread[
+        "neighbors"
+    ]
+    np.testing.assert_allclose(components["score"], expected)
+
+
+def test_without_neighbors_no_training_rows_are_kept(small_rows):
+    detector = AAEDetector(epochs=2, n_neighbors=0, random_state=0).fit(small_rows)
+    assert detector.module_.reference.shape == (0, 8 + 5)
+    components = detector.score_components(small_rows)
+    assert "neighbors" not in components
+    assert detector.calibration_.weights == {
+        "reconstruction": 1.0, "discriminator": 0.0, "density": 0.0,
+    }
+
+
+def test_reference_set_is_capped(small_rows, monkeypatch):
+    import aae_anomaly.estimator as estimator_module
+
+    monkeypatch.setattr(estimator_module, "MAX_REFERENCE_ROWS", 50)
+    detector = AAEDetector(epochs=1, random_state=0).fit(small_rows)
+    assert detector.module_.reference.shape[0] == 50
+    assert np.isfinite(detector.score_samples(small_rows)).all()

@@ -46,6 +46,7 @@ class AAEModule(nn.Module):
         loss: str,
         center: torch.Tensor,
         scale: torch.Tensor,
+        n_reference: int = 0,
     ):
         super().__init__()
         self.encoder, self.decoder, self.discriminator = encoder, decoder, discriminator
@@ -55,6 +56,10 @@ class AAEModule(nn.Module):
         self.loss = loss
         self.register_buffer("center", center.to(torch.float32))
         self.register_buffer("scale", scale.to(torch.float32))
+        # Joint coordinates (code, residual) of normal training rows, for the neighbors
+        # score component; filled by fit, empty when that component is off.
+        n_features = int(center.numel())
+        self.register_buffer("reference", torch.zeros(n_reference, latent_dim + n_features))
 
     def scale_input(self, rows: torch.Tensor) -> torch.Tensor:
         x = (rows - self.center) / self.scale
@@ -83,6 +88,15 @@ class AAEModule(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+    def joint_coordinates(
+        self, x: torch.Tensor, z: torch.Tensor, output: torch.Tensor
+    ) -> torch.Tensor:
+        """``(code, residual)`` per sample: where the code puts a sample on the learned
+        manifold, and what the decoder leaves unexplained (scaled units)."""
+        reconstructed = torch.sigmoid(output) if self.loss == "bce" else output
+        residual = (x - reconstructed).reshape(len(x), -1)
+        return torch.cat([z, residual], dim=1)
 
 
 def per_sample_reconstruction_error(
