@@ -15,7 +15,7 @@ from .architectures import Architecture
 from .engine import AAEModule, Discriminator, TrainingConfig, train
 from .engine.inference import encode_rows
 from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
-from .engine.runtime import flush_denormals, resolve_device, seeded
+from .engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
 from .plugins import get_plugin_manager
 from .priors import Prior
 from .scoring import COMPONENTS, ScoreCalibration, available_components, raw_components
@@ -166,9 +166,10 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         with seeded(seed, device) as generator, flush_denormals():
             module = self._build_module(architecture, input_shape, train_rows).to(device)
             rows = torch.tensor(train_rows, dtype=torch.float32, device=device)
-            self.history_ = train(
-                module, prior, rows, self._training_config(), generator, self._progress()
-            )
+            with compute_threads(module, device):
+                self.history_ = train(
+                    module, prior, rows, self._training_config(), generator, self._progress()
+                )
             del rows
             self.module_, self.prior_, self.device_ = module, prior, device
             self.input_shape_ = input_shape
@@ -297,7 +298,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
 
     def _raw_components(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        with flush_denormals():
+        with flush_denormals(), compute_threads(self.module_, self.device_):
             return raw_components(
                 self.module_, self.prior_, rows, SCORING_BATCH_SIZE, self.device_
             )
@@ -329,7 +330,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         """Latent codes (the posterior mean) of ``X``, shape ``(n, latent_dim)``."""
         rows = self._validated_rows(X)
-        with flush_denormals():
+        with flush_denormals(), compute_threads(self.module_, self.device_):
             return encode_rows(self.module_, rows, SCORING_BATCH_SIZE, self.device_)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:

@@ -64,7 +64,7 @@ def raw_components(
             ).clamp(max=DENSITY_CAP)
         m = where.stop - where.start
         for name in names:
-            out[name][where] = values[name][:m].double().cpu().numpy()
+            out[name][where] = values[name][:m].cpu().numpy()  # float32 -> 64: exact
     return out
 
 

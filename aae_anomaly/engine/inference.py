@@ -18,16 +18,24 @@ def padded_batches(
     A short last batch is padded with zeros (drop the padding with ``[:len(where)]``).
     Matrix-product kernels round differently for different batch sizes; giving them one
     size makes a row's result independent of which rows it is scored with, so scoring a
-    subset gives bit-identical values to scoring the whole. Only one batch is converted to
-    float32 at a time, so memory stays flat however many rows there are.
+    subset gives bit-identical values to scoring the whole.
+
+    One float32 buffer is filled in place for every batch (the conversion from the caller's
+    dtype and the copy are one pass), so memory stays flat however many rows there are.
+    The same tensor is yielded each time: use it before asking for the next batch.
     """
-    n = len(rows)
+    n, width = rows.shape
+    host = torch.zeros((batch_size, width), dtype=torch.float32)
+    host_rows = host.numpy()
+    batch = host if device.type == "cpu" else torch.empty_like(host, device=device)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        batch = torch.zeros((batch_size, rows.shape[1]), dtype=torch.float32, device=device)
-        batch[: stop - start] = torch.from_numpy(
-            np.asarray(rows[start:stop], dtype=np.float32)
-        ).to(device, non_blocking=True)
+        # casting="unsafe" rounds float64 to the nearest float32, as astype does
+        np.copyto(host_rows[: stop - start], rows[start:stop], casting="unsafe")
+        if stop - start < batch_size:
+            host_rows[stop - start :] = 0.0
+        if batch is not host:
+            batch.copy_(host)
         yield slice(start, stop), batch
 
 
@@ -40,5 +48,5 @@ def encode_rows(
     module.eval()
     for where, batch in padded_batches(rows, batch_size, device):
         z = module.encode(module.scale_input(batch))
-        codes[where] = z[: where.stop - where.start].double().cpu().numpy()
+        codes[where] = z[: where.stop - where.start].cpu().numpy()  # float32 -> 64: exact
     return codes
