@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import TrainingDivergedError
 from ..priors import Prior
-from .model import AAEModule, per_sample_reconstruction_error
+from .model import AAEModule, mean_reconstruction_error
 
 HISTORY_KEYS = ("reconstruction", "discriminator", "generator", "discriminator_accuracy")
 
@@ -79,6 +79,7 @@ def train(
     ones = torch.ones(batch_size, device=device)
     zeros = torch.zeros(batch_size, device=device)
     full_targets = torch.cat([ones, zeros])
+    real_targets = full_targets.bool()
     module.train()
 
     for epoch in range(config.epochs):
@@ -90,9 +91,7 @@ def train(
 
             # 1. reconstruction phase
             z = module.encode(x, generator)
-            reconstruction = per_sample_reconstruction_error(
-                module.decode(z), x, module.loss
-            ).mean()
+            reconstruction = mean_reconstruction_error(module.decode(z), x, module.loss)
             autoencoder_opt.zero_grad(set_to_none=True)
             reconstruction.backward()
             autoencoder_opt.step()
@@ -117,10 +116,12 @@ def train(
             discriminator.requires_grad_(True)
 
             with torch.no_grad():
-                accuracy = ((logits > 0).float() == targets).float().mean()
-                totals += torch.stack(
-                    [reconstruction, discriminator_loss, generator_loss, accuracy]
-                ).detach() * m
+                is_real = real_targets if m == batch_size else targets.bool()
+                accuracy = (logits > 0).eq_(is_real).float().mean()
+                totals.add_(
+                    torch.stack([reconstruction, discriminator_loss, generator_loss, accuracy]),
+                    alpha=m,
+                )
 
         epoch_means = (totals / n).tolist()  # the one host round trip of the epoch
         metrics = dict(zip(HISTORY_KEYS, epoch_means, strict=True))
