@@ -298,9 +298,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
 
     def _raw_components(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        with flush_denormals(), compute_threads(self.module_, self.device_):
+        with flush_denormals(), compute_threads(self.module_, self.device_) as workers:
             return raw_components(
-                self.module_, self.prior_, rows, SCORING_BATCH_SIZE, self.device_
+                self.module_, self.prior_, rows, SCORING_BATCH_SIZE, self.device_, workers
             )
 
     def score_components(self, X) -> dict[str, np.ndarray]:
@@ -330,8 +330,8 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         """Latent codes (the posterior mean) of ``X``, shape ``(n, latent_dim)``."""
         rows = self._validated_rows(X)
-        with flush_denormals(), compute_threads(self.module_, self.device_):
-            return encode_rows(self.module_, rows, SCORING_BATCH_SIZE, self.device_)
+        with flush_denormals(), compute_threads(self.module_, self.device_) as workers:
+            return encode_rows(self.module_, rows, SCORING_BATCH_SIZE, self.device_, workers)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the ``transform`` output columns: ``latent0``, ``latent1``, ..."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .engine.inference import padded_batches
+from .engine.inference import for_each_batch
 from .engine.model import AAEModule, per_sample_reconstruction_error
 from .priors import Prior
 
@@ -39,19 +39,22 @@ def available_components(prior: Prior) -> tuple[str, ...]:
     return COMPONENTS if prior.has_density else COMPONENTS[:2]
 
 
-@torch.inference_mode()
 def raw_components(
     module: AAEModule,
     prior: Prior,
     rows: np.ndarray,
     batch_size: int,
     device: torch.device,
+    workers: int = 1,
 ) -> dict[str, np.ndarray]:
-    """Each component for each row of ``rows`` (flat, in the user's units)."""
+    """Each component for each row of ``rows`` (flat, in the user's units); ``workers``
+    batches at a time on the CPU (see :func:`~aae_anomaly.engine.inference.for_each_batch`).
+    """
     names = available_components(prior)
     out = {name: np.empty(len(rows), dtype=np.float64) for name in names}
     module.eval()
-    for where, batch in padded_batches(rows, batch_size, device):
+
+    def work(where: slice, batch: torch.Tensor) -> None:
         x = module.scale_input(batch)
         z = module.encode(x)
         values = {
@@ -65,6 +68,8 @@ def raw_components(
         m = where.stop - where.start
         for name in names:
             out[name][where] = values[name][:m].cpu().numpy()  # float32 -> 64: exact
+
+    for_each_batch(rows, batch_size, device, work, workers)
     return out
 
 

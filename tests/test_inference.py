@@ -7,8 +7,9 @@ import torch
 import aae_anomaly.estimator as estimator_module
 from aae_anomaly import AAEDetector
 from aae_anomaly.engine import runtime
-from aae_anomaly.engine.inference import padded_batches
+from aae_anomaly.engine.inference import encode_rows, for_each_batch, padded_batches
 from aae_anomaly.engine.runtime import compute_threads, forward_flops_per_row
+from aae_anomaly.scoring import raw_components
 
 CPU = torch.device("cpu")
 
@@ -112,3 +113,39 @@ def test_training_on_one_thread_is_reproducible_and_restores_threads(rows):
     assert torch.get_num_threads() == before
     second = AAEDetector(epochs=2, random_state=4).fit(rows).score_samples(rows)
     np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("workers", [2, 3, 50])
+def test_batches_scored_side_by_side_equal_one_thread(fitted, rows, workers):
+    module, prior = fitted.module_, fitted.prior_
+    one = raw_components(module, prior, rows, 16, CPU, workers=1)
+    several = raw_components(module, prior, rows, 16, CPU, workers=workers)
+    for name, values in one.items():
+        np.testing.assert_array_equal(several[name], values)
+    np.testing.assert_array_equal(
+        encode_rows(module, rows, 16, CPU, workers=workers), encode_rows(module, rows, 16, CPU)
+    )
+
+
+def test_for_each_batch_visits_every_row_once_across_workers():
+    rows = np.arange(103, dtype=np.float64).reshape(-1, 1)
+    seen = np.zeros(len(rows), dtype=int)
+
+    def work(where, batch):
+        m = where.stop - where.start
+        np.testing.assert_array_equal(batch[:m, 0].numpy(), rows[where, 0])
+        assert torch.is_inference_mode_enabled()
+        seen[where] += 1
+
+    for_each_batch(rows, 10, CPU, work, workers=4)
+    assert (seen == 1).all()
+
+
+def test_scoring_hands_the_cores_to_batches_when_one_thread_each(fitted):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with compute_threads(fitted.module_, CPU) as workers:
+            assert workers == 2
+    finally:
+        torch.set_num_threads(before)
