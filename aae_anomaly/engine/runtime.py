@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -65,12 +66,22 @@ def flush_denormals() -> Iterator[None]:
 SMALL_NETWORK_FLOPS = 1_000_000
 
 
+_FLOPS_PER_ROW: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def forward_flops_per_row(module) -> int:
     """Floating-point operations to score one row: encoder, decoder and discriminator.
 
     Counted by torch's FLOP counter on one row (matrix products and convolutions, two per
     multiply-add); element-wise work such as activations and the loss is not counted.
+    Counting takes milliseconds, so the count is kept for as long as the module lives.
     """
+    if module not in _FLOPS_PER_ROW:
+        _FLOPS_PER_ROW[module] = _count_flops_per_row(module)
+    return _FLOPS_PER_ROW[module]
+
+
+def _count_flops_per_row(module) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     parameter = next(module.parameters())
