@@ -16,7 +16,7 @@ from .architectures import Architecture
 from .engine import AAEModule, Discriminator, TrainingConfig, train
 from .engine.inference import encode_rows
 from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
-from .engine.runtime import flush_denormals, resolve_device, seeded
+from .engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
 from .plugins import get_plugin_manager
 from .priors import Prior
 from .scoring import (
@@ -190,14 +190,17 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 architecture, input_shape, center, scale, n_reference
             ).to(device)
             rows = torch.tensor(train_rows, dtype=torch.float32, device=device)
-            self.history_ = train(
-                module, prior, rows, self._training_config(), generator, self._progress()
-            )
-            del rows
-            if n_reference:
-                module.reference.copy_(
-                    joint_coordinates(module, reference_rows, SCORING_BATCH_SIZE, device)
+            with compute_threads(module, device) as workers:
+                self.history_ = train(
+                    module, prior, rows, self._training_config(), generator, self._progress()
                 )
+                del rows
+                if n_reference:
+                    module.reference.copy_(
+                        joint_coordinates(
+                            module, reference_rows, SCORING_BATCH_SIZE, device, workers
+                        )
+                    )
             self.module_, self.prior_, self.device_ = module, prior, device
             self.input_shape_ = input_shape
             calibration_components = self._raw_components(calibration_rows)
@@ -378,9 +381,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
 
     def _raw_components(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        with flush_denormals():
+        with flush_denormals(), compute_threads(self.module_, self.device_) as workers:
             return raw_components(
-                self.module_, self.prior_, rows, SCORING_BATCH_SIZE, self.device_,
+                self.module_, self.prior_, rows, SCORING_BATCH_SIZE, self.device_, workers,
                 self.n_neighbors,
             )
 
@@ -411,8 +414,8 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         """Latent codes (the posterior mean) of ``X``, shape ``(n, latent_dim)``."""
         rows = self._validated_rows(X)
-        with flush_denormals():
-            return encode_rows(self.module_, rows, SCORING_BATCH_SIZE, self.device_)
+        with flush_denormals(), compute_threads(self.module_, self.device_) as workers:
+            return encode_rows(self.module_, rows, SCORING_BATCH_SIZE, self.device_, workers)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the ``transform`` output columns: ``latent0``, ``latent1``, ..."""

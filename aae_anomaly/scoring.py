@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .engine.inference import padded_batches
+from .engine.inference import for_each_batch
 from .engine.model import AAEModule, per_sample_reconstruction_error
 from .priors import Prior
 
@@ -80,34 +80,41 @@ def mean_neighbor_distance(
     return distances
 
 
-@torch.inference_mode()
 def joint_coordinates(
-    module: AAEModule, rows: np.ndarray, batch_size: int, device: torch.device
+    module: AAEModule, rows: np.ndarray, batch_size: int, device: torch.device, workers: int = 1
 ) -> torch.Tensor:
     """``(code, residual)`` of each row, on ``device``: the neighbors component's space."""
     module.eval()
-    parts = []
-    for where, batch in padded_batches(rows, batch_size, device):
+    width = module.latent_dim + rows.shape[1]
+    coordinates = torch.empty((len(rows), width), device=device)
+
+    def work(where: slice, batch: torch.Tensor) -> None:
         x = module.scale_input(batch)
         z = module.encode(x)
-        parts.append(module.joint_coordinates(x, z, module.decode(z))[: where.stop - where.start])
-    return torch.cat(parts)
+        joint = module.joint_coordinates(x, z, module.decode(z))
+        coordinates[where] = joint[: where.stop - where.start]
+
+    for_each_batch(rows, batch_size, device, work, workers)
+    return coordinates
 
 
-@torch.inference_mode()
 def raw_components(
     module: AAEModule,
     prior: Prior,
     rows: np.ndarray,
     batch_size: int,
     device: torch.device,
+    workers: int = 1,
     n_neighbors: int = 5,
 ) -> dict[str, np.ndarray]:
-    """Each component for each row of ``rows`` (flat, in the user's units)."""
+    """Each component for each row of ``rows`` (flat, in the user's units); ``workers``
+    batches at a time on the CPU (see :func:`~aae_anomaly.engine.inference.for_each_batch`).
+    """
     names = available_components(module, prior)
     out = {name: np.empty(len(rows), dtype=np.float64) for name in names}
     module.eval()
-    for where, batch in padded_batches(rows, batch_size, device):
+
+    def work(where: slice, batch: torch.Tensor) -> None:
         x = module.scale_input(batch)
         z = module.encode(x)
         output = module.decode(z)
@@ -125,7 +132,9 @@ def raw_components(
             )
         m = where.stop - where.start
         for name in names:
-            out[name][where] = values[name][:m].double().cpu().numpy()
+            out[name][where] = values[name][:m].cpu().numpy()  # float32 -> 64: exact
+
+    for_each_batch(rows, batch_size, device, work, workers)
     return out
 
 

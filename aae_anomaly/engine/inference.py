@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -18,27 +19,77 @@ def padded_batches(
     A short last batch is padded with zeros (drop the padding with ``[:len(where)]``).
     Matrix-product kernels round differently for different batch sizes; giving them one
     size makes a row's result independent of which rows it is scored with, so scoring a
-    subset gives bit-identical values to scoring the whole. Only one batch is converted to
-    float32 at a time, so memory stays flat however many rows there are.
+    subset gives bit-identical values to scoring the whole.
+
+    One float32 buffer is filled in place for every batch (the conversion from the caller's
+    dtype and the copy are one pass), so memory stays flat however many rows there are.
+    The same tensor is yielded each time: use it before asking for the next batch.
     """
-    n = len(rows)
+    n, width = rows.shape
+    host = torch.zeros((batch_size, width), dtype=torch.float32)
+    host_rows = host.numpy()
+    batch = host if device.type == "cpu" else torch.empty_like(host, device=device)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        batch = torch.zeros((batch_size, rows.shape[1]), dtype=torch.float32, device=device)
-        batch[: stop - start] = torch.from_numpy(
-            np.asarray(rows[start:stop], dtype=np.float32)
-        ).to(device, non_blocking=True)
+        # casting="unsafe" rounds float64 to the nearest float32, as astype does
+        np.copyto(host_rows[: stop - start], rows[start:stop], casting="unsafe")
+        if stop - start < batch_size:
+            host_rows[stop - start :] = 0.0
+        if batch is not host:
+            batch.copy_(host)
         yield slice(start, stop), batch
 
 
-@torch.inference_mode()
+def for_each_batch(
+    rows: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    work: Callable[[slice, torch.Tensor], None],
+    workers: int = 1,
+) -> None:
+    """Call ``work(where, batch)`` for every batch of :func:`padded_batches`, in inference
+    mode.
+
+    With ``workers > 1`` on the CPU the rows are cut into that many runs of whole batches,
+    each streamed by its own thread. The batches are exactly those one thread would make
+    (same size, same rows, padding only in the last), so the results are identical; the
+    threads share no barrier, so a busy core slows only its own run. ``work`` must write
+    disjoint ``where`` slices only. Worker threads flush denormals, as the estimator does.
+    """
+    n_batches = -(-len(rows) // batch_size)
+    workers = max(1, min(workers, n_batches))
+    if workers == 1 or device.type != "cpu":
+        with torch.inference_mode():
+            for where, batch in padded_batches(rows, batch_size, device):
+                work(where, batch)
+        return
+    run = -(-n_batches // workers) * batch_size
+
+    def stream(start: int) -> None:
+        torch.set_flush_denormal(True)  # per thread; the pool's threads end with the call
+        with torch.inference_mode():
+            for where, batch in padded_batches(rows[start : start + run], batch_size, device):
+                work(slice(start + where.start, start + where.stop), batch)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(stream, start) for start in range(0, len(rows), run)]:
+            future.result()
+
+
 def encode_rows(
-    module: AAEModule, rows: np.ndarray, batch_size: int, device: torch.device
+    module: AAEModule,
+    rows: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    workers: int = 1,
 ) -> np.ndarray:
     """Latent codes (posterior means) of flat rows, shape ``(n, latent_dim)``."""
     codes = np.empty((len(rows), module.latent_dim), dtype=np.float64)
     module.eval()
-    for where, batch in padded_batches(rows, batch_size, device):
+
+    def work(where: slice, batch: torch.Tensor) -> None:
         z = module.encode(module.scale_input(batch))
-        codes[where] = z[: where.stop - where.start].double().cpu().numpy()
+        codes[where] = z[: where.stop - where.start].cpu().numpy()  # float32 -> 64: exact
+
+    for_each_batch(rows, batch_size, device, work, workers)
     return codes

@@ -117,3 +117,16 @@ def per_sample_reconstruction_error(
     else:
         raise ValueError(f"unknown reconstruction loss {loss!r}; expected {RECONSTRUCTION_LOSSES}")
     return error.reshape(len(error), -1).mean(dim=1)
+
+
+def mean_reconstruction_error(
+    output: torch.Tensor, target: torch.Tensor, loss: str
+) -> torch.Tensor:
+    """Mean of :func:`per_sample_reconstruction_error` over the batch, in one fused loss
+    kernel for mse and l1 (every sample has as many elements, so the mean of the
+    per-sample means is the mean over all elements)."""
+    if loss == "mse":
+        return nn.functional.mse_loss(output, target)
+    if loss == "l1":
+        return nn.functional.l1_loss(output, target)
+    return per_sample_reconstruction_error(output, target, loss).mean()

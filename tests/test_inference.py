@@ -1,0 +1,151 @@
+"""Streaming inference: fixed-size batches, one reused buffer, the thread policy."""
+
+import numpy as np
+import pytest
+import torch
+
+import aae_anomaly.estimator as estimator_module
+from aae_anomaly import AAEDetector
+from aae_anomaly.engine import runtime
+from aae_anomaly.engine.inference import encode_rows, for_each_batch, padded_batches
+from aae_anomaly.engine.runtime import compute_threads, forward_flops_per_row
+from aae_anomaly.scoring import raw_components
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return np.random.default_rng(3).normal(size=(100, 6))
+
+
+@pytest.fixture(scope="module")
+def fitted(rows):
+    return AAEDetector(epochs=2, random_state=0).fit(rows)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_padded_batches_cover_every_row_once_and_pad_with_zeros(dtype):
+    rows = np.random.default_rng(0).normal(size=(23, 4)).astype(dtype)
+    seen = []
+    for where, batch in padded_batches(rows, 10, CPU):
+        assert batch.shape == (10, 4) and batch.dtype == torch.float32
+        m = where.stop - where.start
+        np.testing.assert_array_equal(batch[:m].numpy(), rows[where].astype(np.float32))
+        assert not batch[m:].any()
+        seen.append((where.start, where.stop))
+    assert seen == [(0, 10), (10, 20), (20, 23)]
+
+
+def test_padded_batches_reads_non_contiguous_rows():
+    rows = np.random.default_rng(1).normal(size=(12, 8))[:, ::2]
+    ((where, batch),) = list(padded_batches(rows, 16, CPU))
+    np.testing.assert_array_equal(batch[:12].numpy(), rows.astype(np.float32))
+
+
+def test_scores_across_batch_boundaries_equal_scores_of_the_parts(fitted, rows, monkeypatch):
+    monkeypatch.setattr(estimator_module, "SCORING_BATCH_SIZE", 16)
+    whole = fitted.score_components(rows)
+    # parts that start and end inside batches of the whole
+    for start, stop in [(0, 7), (7, 40), (40, 100), (33, 34)]:
+        part = fitted.score_components(rows[start:stop])
+        for name, values in whole.items():
+            np.testing.assert_array_equal(part[name], values[start:stop])
+    np.testing.assert_array_equal(fitted.transform(rows)[5:50], fitted.transform(rows[5:50]))
+
+
+def test_scores_do_not_depend_on_the_batch_size_used_for_other_rows(fitted, rows, monkeypatch):
+    reference = fitted.score_samples(rows)
+    monkeypatch.setattr(estimator_module, "SCORING_BATCH_SIZE", 7)
+    streamed = fitted.score_samples(rows)
+    # a different batch size may round differently, but only in the last bits
+    np.testing.assert_allclose(streamed, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_flops_per_row_count_every_matrix_product_of_the_three_networks(rows):
+    detector = AAEDetector(encoder_params={"hidden": [64, 32]}, epochs=1, random_state=0)
+    detector.fit(np.random.default_rng(0).normal(size=(50, 32)))
+    encoder = 32 * 64 + 64 * 32 + 32 * 8
+    decoder = 8 * 32 + 32 * 64 + 64 * 32
+    discriminator = 8 * 64 + 64 * 64 + 64 * 1
+    assert forward_flops_per_row(detector.module_) == 2 * (encoder + decoder + discriminator)
+
+
+def test_small_networks_run_on_one_thread_and_the_setting_comes_back(fitted):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with compute_threads(fitted.module_, CPU):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with compute_threads(fitted.module_, torch.device("meta")):
+            assert torch.get_num_threads() == 2  # not a CPU run: left alone
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_large_networks_keep_torchs_thread_setting(fitted, monkeypatch):
+    monkeypatch.setattr(runtime, "SMALL_NETWORK_FLOPS", 0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with compute_threads(fitted.module_, CPU):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_thread_policy_leaves_scores_unchanged(fitted, rows, monkeypatch):
+    one_thread = fitted.score_samples(rows)
+    monkeypatch.setattr(runtime, "SMALL_NETWORK_FLOPS", 0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two_threads = fitted.score_samples(rows)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(one_thread, two_threads, rtol=1e-6, atol=1e-7)
+
+
+def test_training_on_one_thread_is_reproducible_and_restores_threads(rows):
+    before = torch.get_num_threads()
+    first = AAEDetector(epochs=2, random_state=4).fit(rows).score_samples(rows)
+    assert torch.get_num_threads() == before
+    second = AAEDetector(epochs=2, random_state=4).fit(rows).score_samples(rows)
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("workers", [2, 3, 50])
+def test_batches_scored_side_by_side_equal_one_thread(fitted, rows, workers):
+    module, prior = fitted.module_, fitted.prior_
+    one = raw_components(module, prior, rows, 16, CPU, workers=1)
+    several = raw_components(module, prior, rows, 16, CPU, workers=workers)
+    for name, values in one.items():
+        np.testing.assert_array_equal(several[name], values)
+    np.testing.assert_array_equal(
+        encode_rows(module, rows, 16, CPU, workers=workers), encode_rows(module, rows, 16, CPU)
+    )
+
+
+def test_for_each_batch_visits_every_row_once_across_workers():
+    rows = np.arange(103, dtype=np.float64).reshape(-1, 1)
+    seen = np.zeros(len(rows), dtype=int)
+
+    def work(where, batch):
+        m = where.stop - where.start
+        np.testing.assert_array_equal(batch[:m, 0].numpy(), rows[where, 0])
+        assert torch.is_inference_mode_enabled()
+        seen[where] += 1
+
+    for_each_batch(rows, 10, CPU, work, workers=4)
+    assert (seen == 1).all()
+
+
+def test_scoring_hands_the_cores_to_batches_when_one_thread_each(fitted):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with compute_threads(fitted.module_, CPU) as workers:
+            assert workers == 2
+    finally:
+        torch.set_num_threads(before)
