@@ -112,6 +112,20 @@ class ContaminationType(click.ParamType):
             self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
 
 
+class LatentDimType(click.ParamType):
+    name = "auto|INTEGER"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither 'auto' nor an integer", param, ctx)
+
+
+LATENT_DIM = LatentDimType()
+
 PLUGIN_OPTION_FLAGS = {"prior_params": "--prior-option", "encoder_params": "--encoder-option"}
 
 
@@ -148,7 +162,12 @@ def _given(ctx: click.Context, name: str) -> bool:
     metavar="KEY=VALUE",
     help="An option of the encoder, e.g. hidden=[64,32]; repeat for several.",
 )
-@click.option("--latent-dim", type=int, default=FIT_DEFAULTS["latent_dim"], help="Code size.")
+@click.option(
+    "--latent-dim",
+    type=LATENT_DIM,
+    default=FIT_DEFAULTS["latent_dim"],
+    help="Code size, or 'auto': half the features, between 2 and 8.",
+)
 @click.option("--epochs", type=int, default=FIT_DEFAULTS["epochs"], help="Passes over the data.")
 @click.option("--batch-size", type=int, default=FIT_DEFAULTS["batch_size"], help="Rows a step.")
 @click.option("--lr-autoencoder", type=float, default=FIT_DEFAULTS["lr_autoencoder"])

@@ -58,8 +58,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         images).
     encoder_params : dict, default=None
         Options for the architecture, e.g. ``{"hidden": [128, 64]}`` for ``mlp``.
-    latent_dim : int, default=8
-        Size of the latent code.
+    latent_dim : int or "auto", default="auto"
+        Size of the latent code. ``"auto"`` takes half the number of features, between 2
+        and 8: a code narrower than the input, so the decoder cannot simply copy it.
     epochs : int, default=50
         Passes over the training rows.
     batch_size : int, default=128
@@ -121,7 +122,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         prior_params: dict | None = None,
         encoder: str = "mlp",
         encoder_params: dict | None = None,
-        latent_dim: int = 8,
+        latent_dim: int | str = "auto",
         epochs: int = 50,
         batch_size: int = 128,
         lr_autoencoder: float = 1e-3,
@@ -175,7 +176,8 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             architecture.check_input_shape(input_shape, X.shape[1])
         else:
             input_shape = architecture.infer_input_shape(X.shape[1])
-        prior = create_prior(self.prior, self.latent_dim, self.prior_params or {})
+        self.latent_dim_ = self._resolved_latent_dim(X.shape[1])
+        prior = create_prior(self.prior, self.latent_dim_, self.prior_params or {})
 
         reference_rows = train_rows
         if self.n_neighbors and len(train_rows) > MAX_REFERENCE_ROWS:
@@ -225,14 +227,14 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     ) -> AAEModule:
         """The untrained networks for this configuration; ``fit`` and model-file loading
         both build through here, so a stored state dict always matches what is built."""
-        code_size = self.latent_dim * (2 if self.posterior == "gaussian" else 1)
-        encoder, decoder = architecture.build(input_shape, self.latent_dim, code_size)
+        code_size = self.latent_dim_ * (2 if self.posterior == "gaussian" else 1)
+        encoder, decoder = architecture.build(input_shape, self.latent_dim_, code_size)
         return AAEModule(
             encoder,
             decoder,
-            Discriminator(self.latent_dim),
+            Discriminator(self.latent_dim_),
             input_shape,
-            self.latent_dim,
+            self.latent_dim_,
             self.posterior,
             self.reconstruction_loss,
             torch.from_numpy(center),
@@ -254,6 +256,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     ) -> AAEDetector:
         """Set the learned attributes from stored state (see :mod:`aae_anomaly.modelfile`)."""
         self.module_ = module.to(device).eval()
+        self.latent_dim_ = module.latent_dim
         self.prior_, self.device_ = prior, device
         self.input_shape_ = tuple(input_shape)
         self.n_features_in_ = int(np.prod(self.input_shape_))
@@ -278,6 +281,11 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             state["module_"] = copy.deepcopy(module).cpu()
             state["device_"] = torch.device("cpu")
         return state
+
+    def _resolved_latent_dim(self, n_features: int) -> int:
+        if self.latent_dim == "auto":
+            return int(min(8, max(2, n_features // 2)))
+        return self.latent_dim
 
     def _split_calibration(self, X: np.ndarray, rng: np.random.RandomState):
         n_calibration = int(round(self.calibration_fraction * len(X)))
@@ -316,7 +324,8 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         return on_epoch_end
 
     def _check_params(self) -> None:
-        _check_int("latent_dim", self.latent_dim)
+        if self.latent_dim != "auto":
+            _check_int("latent_dim", self.latent_dim)
         _check_int("epochs", self.epochs)
         _check_int("batch_size", self.batch_size)
         if isinstance(self.n_neighbors, bool) or not isinstance(
@@ -420,7 +429,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the ``transform`` output columns: ``latent0``, ``latent1``, ..."""
         check_is_fitted(self)
-        return np.asarray([f"latent{i}" for i in range(self.latent_dim)], dtype=object)
+        return np.asarray([f"latent{i}" for i in range(self.latent_dim_)], dtype=object)
 
     def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
         """Draw ``n_samples`` new rows: prior samples passed through the decoder."""

@@ -167,10 +167,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
         detector._check_params()
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path} holds invalid estimator parameters: {exc}") from None
-    prior = _rebuild(path, "prior", document["prior"], detector.latent_dim)
-    architecture = _rebuild(path, "encoder", document["encoder"], None)
     input_shape = tuple(document["input_shape"])
     n_features = document["n_features_in"]
+    detector.latent_dim_ = detector._resolved_latent_dim(n_features)
+    prior = _rebuild(path, "prior", document["prior"], detector.latent_dim_)
+    architecture = _rebuild(path, "encoder", document["encoder"], None)
     try:
         module = detector._build_module(
             architecture,

@@ -14,6 +14,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from .estimator import AAEDetector
 from .modelfile import ModelHeader
 from .plugins import KINDS, PluginManager
 
@@ -110,6 +111,13 @@ def describe_model(header: ModelHeader) -> dict[str, Any]:
     return document
 
 
+def _latent_dim(params: dict[str, Any], n_features: int) -> str:
+    if params["latent_dim"] != "auto":
+        return str(params["latent_dim"])
+    resolved = AAEDetector(latent_dim="auto")._resolved_latent_dim(n_features)
+    return f"{resolved} (auto)"
+
+
 def format_model(header: ModelHeader) -> str:
     doc = header.document
     params = doc["params"]
@@ -123,7 +131,8 @@ def format_model(header: ModelHeader) -> str:
         f"saved by       aae-anomaly {doc['library_version']}, torch {doc['torch_version']}",
         _plugin_line("prior", doc["prior"]),
         _plugin_line("encoder", doc["encoder"]),
-        f"latent dim     {params['latent_dim']} ({params['posterior']} posterior, "
+        f"latent dim     {_latent_dim(params, doc['n_features_in'])} "
+        f"({params['posterior']} posterior, "
         f"{params['reconstruction_loss']} loss)",
         f"input shape    {tuple(doc['input_shape'])}, {doc['n_features_in']} features",
         f"features       {', '.join(names) if names else '(unnamed)'}",

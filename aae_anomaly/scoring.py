@@ -72,11 +72,14 @@ def mean_neighbor_distance(
     distances = torch.empty(len(queries), device=queries.device)
     for start in range(0, len(queries), NEIGHBOR_QUERY_ROWS):
         chunk = queries[start : start + NEIGHBOR_QUERY_ROWS]
-        # |q - r|^2 = |q|^2 - 2 q.r + |r|^2: one matrix product per chunk
+        # |q - r|^2 = |q|^2 - 2 q.r + |r|^2 finds the neighbours with one matrix product,
+        # but cancels digits when q and r are close; their distances are then measured
+        # directly, so a score does not depend on how the product happened to round.
         squared = chunk.square().sum(dim=1, keepdim=True) - 2 * chunk @ reference.T
         squared = squared + reference_norms
-        nearest = squared.topk(k, dim=1, largest=False).values
-        distances[start : start + len(chunk)] = nearest.clamp(min=0).sqrt().mean(dim=1)
+        nearest = squared.topk(k, dim=1, largest=False).indices
+        direct = (chunk.unsqueeze(1) - reference[nearest]).norm(dim=2)
+        distances[start : start + len(chunk)] = direct.mean(dim=1)
     return distances
 
 

@@ -248,7 +248,7 @@ def test_neighbors_component_is_the_mean_distance_in_code_residual_space(small_r
 
     detector = AAEDetector(epochs=3, n_neighbors=4, random_state=0).fit(small_rows)
     reference = detector.module_.reference.numpy()
-    assert reference.shape == (108, 8 + 5)  # 90% of the rows train; 10% calibrate
+    assert reference.shape == (108, 2 + 5)  # 90% of the rows train; latent "auto" = 5 // 2
     queries = np.random.default_rng(1).normal(size=(30, 5))
     coordinates = joint_coordinates(detector.module_, queries, 64, detector.device_).numpy()
     expected = NearestNeighbors(n_neighbors=4).fit(reference).kneighbors(coordinates)[0]
@@ -269,7 +269,7 @@ def test_default_score_is_the_neighbors_component_normalized(small_rows):
 
 def test_without_neighbors_no_training_rows_are_kept(small_rows):
     detector = AAEDetector(epochs=2, n_neighbors=0, random_state=0).fit(small_rows)
-    assert detector.module_.reference.shape == (0, 8 + 5)
+    assert detector.module_.reference.shape == (0, 2 + 5)
     components = detector.score_components(small_rows)
     assert "neighbors" not in components
     assert detector.calibration_.weights == {
@@ -284,3 +284,11 @@ def test_reference_set_is_capped(small_rows, monkeypatch):
     detector = AAEDetector(epochs=1, random_state=0).fit(small_rows)
     assert detector.module_.reference.shape[0] == 50
     assert np.isfinite(detector.score_samples(small_rows)).all()
+
+
+@pytest.mark.parametrize("n_features, expected", [(1, 2), (5, 2), (9, 4), (16, 8), (784, 8)])
+def test_auto_latent_dim_is_narrower_than_the_input(n_features, expected):
+    rows = np.random.default_rng(0).normal(size=(40, n_features))
+    detector = AAEDetector(epochs=1, random_state=0).fit(rows)
+    assert detector.latent_dim_ == expected
+    assert detector.transform(rows).shape == (40, expected)
