@@ -33,6 +33,7 @@ import torch
 
 from .engine.inference import for_each_batch
 from .engine.model import AAEModule, per_sample_reconstruction_error
+from .engine.runtime import forward_flops_per_row
 from .priors import Prior
 
 COMPONENTS = ("reconstruction", "discriminator", "density", "neighbors")
@@ -139,6 +140,14 @@ def raw_components(
 
     for_each_batch(rows, batch_size, device, work, workers)
     return out
+
+
+def scoring_flops_per_row(module: AAEModule) -> int:
+    """Floating-point operations to score one row: the three networks' forward passes and,
+    when the neighbors component is on, the matrix product of the neighbour search (the
+    direct distances to the k chosen neighbours add a negligible k * width more)."""
+    n_reference, width = module.reference.shape
+    return forward_flops_per_row(module) + 2 * n_reference * width
 
 
 @dataclass

@@ -251,7 +251,9 @@ def write_report(cache: dict, groups: dict[str, str], path: Path, seeds) -> None
         "Written by `benchmarks/quality.py` from its result cache "
         "(`benchmarks/results/quality.json`); every figure below is one it measured.",
         "",
-        f"Command: `{run.get('command', '?')}`",
+        "Commands (run in this order; each adds to the cache):",
+        "",
+        *[f"    {command}" for command in cache.get("commands", [])],
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in run.get("versions", {}).items()),
         "",
@@ -308,10 +310,17 @@ def main(argv: list[str] | None = None) -> int:
 
     cache = load_cache(args.cache)
     if not args.report_only:
+        import torch
+
+        threads = torch.get_num_threads()
+        command = "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:])
+        cache.setdefault("commands", [])
+        if command not in cache["commands"]:
+            cache["commands"].append(command)
         cache["run"] = {
-            "command": "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:]),
             "versions": versions(),
-            "machine": f"{platform.machine()}, {_cores()} cores, {platform.system()}",
+            "machine": f"{platform.machine()}, {_cores()} cores, {platform.system()}, "
+            f"torch threads {threads}",
         }
         for dataset in sorted(wanted, key=_natural):
             X, y = load_npz(found[dataset][1])

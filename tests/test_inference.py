@@ -149,3 +149,16 @@ def test_scoring_hands_the_cores_to_batches_when_one_thread_each(fitted):
             assert workers == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_scoring_flops_add_the_neighbour_search_to_the_networks():
+    from aae_anomaly.engine.runtime import forward_flops_per_row
+    from aae_anomaly.scoring import scoring_flops_per_row
+
+    rows = np.random.default_rng(0).normal(size=(60, 6))
+    detector = AAEDetector(epochs=1, random_state=0).fit(rows)
+    n_reference, width = detector.module_.reference.shape
+    assert (n_reference, width) == (54, 3 + 6)
+    assert scoring_flops_per_row(detector.module_) == (
+        forward_flops_per_row(detector.module_) + 2 * 54 * 9
+    )
