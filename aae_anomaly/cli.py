@@ -21,7 +21,7 @@ from . import __version__
 from .demo import DEFAULT_DATASET, run_demo
 from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
 from .errors import AAEAnomalyError
-from .estimator import AAEDetector
+from .estimator import FLOAT32_MAX, AAEDetector, _check_values
 from .fitconfig import DEFAULTS as FIT_DEFAULTS
 from .fitconfig import merge_settings, parse_options, read_config
 from .modelfile import load_model, read_header
@@ -34,7 +34,7 @@ from .reports import (
     plugin_rows,
     score_table,
 )
-from .tabular_io import check_features, read_data, write_table
+from .tabular_io import check_features, check_labels, read_data, write_table
 
 # Expected failures caused by the input, the environment or the plugins installed; any
 # other exception is a bug and keeps its traceback.
@@ -212,9 +212,11 @@ def fit(ctx: click.Context, data, output, config_file, label_column, quiet, **op
         settings = merge_settings(config, explicit)
 
         dataset = read_data(data, label_column)
-        rows, note = _normal_rows(dataset)
+        rows, note = _normal_rows(dataset, data)
         if note and not quiet:
             click.echo(note, err=True)
+        if rows.ndim == 2:  # name the columns if a value cannot be trained on
+            _check_values(rows, dataset.feature_names, limit=FLOAT32_MAX)
         detector = AAEDetector(**settings, verbose=not quiet and sys.stderr.isatty())
         detector.fit(rows)
         names = dataset.feature_names
@@ -232,10 +234,10 @@ def fit(ctx: click.Context, data, output, config_file, label_column, quiet, **op
         )
 
 
-def _normal_rows(dataset):
+def _normal_rows(dataset, source: str):
     if dataset.y is None:
         return dataset.X, None
-    normal = np.asarray(dataset.y).reshape(-1) == 0
+    normal = ~check_labels(dataset.y, source, len(dataset.X))
     if not normal.any():
         raise ValueError("the labels mark every row as an anomaly; no normal rows to train on")
     note = (
@@ -319,7 +321,8 @@ def evaluate_command(model, data, label_column, as_json, device) -> None:
                 f"{data} has no labels; use an .npz with y, a labelled dataset plugin, "
                 "or --label-column NAME"
             )
-        report = evaluate(table, dataset.y, detector.offset_)
+        labels = check_labels(dataset.y, data, len(dataset.X))
+        report = evaluate(table, labels, detector.offset_)
     click.echo(json.dumps(report.to_dict()) if as_json else report.format())
 
 

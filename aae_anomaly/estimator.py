@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
 from .architectures import Architecture
 from .engine import AAEModule, Discriminator, TrainingConfig, train
 from .engine.inference import encode_rows
 from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
 from .engine.runtime import flush_denormals, resolve_device, seeded
+from .errors import PluginError
 from .plugins import get_plugin_manager
 from .priors import Prior
 from .scoring import COMPONENTS, ScoreCalibration, available_components, raw_components
@@ -28,6 +30,17 @@ SCORING_BATCH_SIZE = 4096
 MIN_CALIBRATION_ROWS = 5
 # contamination="auto" flags rows scoring above this quantile of held-out normal rows.
 AUTO_QUANTILE = 0.99
+# The networks compute in float32: larger magnitudes cannot be represented.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT64_MAX = float(np.finfo(np.float64).max)
+# At scoring time, values further than this many training spreads from the training centre
+# are scored as if they were at this distance: such rows score far above any threshold,
+# and their scores stay finite instead of overflowing float32 in the networks.
+SATURATION = 1e6
+
+
+class ExtremeValueWarning(UserWarning):
+    """Rows with values so far outside the training data that they were saturated."""
 
 
 class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
@@ -142,10 +155,18 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------------------
     def fit(self, X, y=None):
-        """Fit on ``X``, rows of normal data (``y`` is ignored)."""
+        """Fit on ``X``, rows of normal data.
+
+        ``y`` is not used; when given, it must have one entry per row of ``X``.
+        """
         self._check_params()
         X, image_shape = _flatten_images(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=False
+        )
+        _check_values(X, getattr(self, "feature_names_in_", None), limit=FLOAT32_MAX)
+        if y is not None:
+            check_consistent_length(X, y)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         train_rows, calibration_rows = self._split_calibration(X, rng)
@@ -333,7 +354,44 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 f"images have shape {image_shape} but the model was fitted on "
                 f"{self.input_shape_}"
             )
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False
+        )
+        _check_values(X, getattr(self, "feature_names_in_", None), limit=FLOAT64_MAX)
+        return self._saturated(X)
+
+    def _saturated(self, X: np.ndarray) -> np.ndarray:
+        """``X`` with values beyond :data:`SATURATION` training spreads from the training
+        centre moved to that distance, with a warning naming the columns."""
+        center = self.module_.center.double().cpu().numpy()
+        scale = self.module_.scale.double().cpu().numpy()
+        # the networks see float32 values: a value that rounds to the centre is at it
+        margin = SATURATION * scale + np.abs(center) * float(np.finfo(np.float32).eps)
+        low, high = center - margin, center + margin
+        outside = np.less(X, low) | np.greater(X, high)
+        if not outside.any():
+            return X
+        columns = np.flatnonzero(outside.any(axis=0))
+        warnings.warn(
+            f"{int(outside.any(axis=1).sum())} rows have values more than {SATURATION:g} "
+            f"training spreads from the training data in "
+            f"{_describe_columns(columns, getattr(self, 'feature_names_in_', None))}; "
+            "they are scored as if they were at that distance, far above the threshold",
+            ExtremeValueWarning,
+            stacklevel=4,
+        )
+        return np.clip(X, low.astype(X.dtype), high.astype(X.dtype))
+
+    def _finite_scores(self, values: np.ndarray, what: str) -> np.ndarray:
+        """Raise instead of returning NaN or infinite scores."""
+        if np.isfinite(values).all():
+            return values
+        rows = np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1))
+        raise ValueError(
+            f"the model gave non-finite {what} for {len(rows)} rows (first: row {rows[0]}); "
+            "their values overflow the networks' float32 arithmetic: check them for "
+            "extreme magnitudes"
+        )
 
     def _raw_components(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         with flush_denormals():
@@ -348,13 +406,13 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         density) and ``score``; larger values are more anomalous in every one.
         """
         components = self._raw_components(self._validated_rows(X))
-        components["score"] = self.calibration_.combine(components)
+        components["score"] = self._finite_scores(self.calibration_.combine(components), "scores")
         return components
 
     def score_samples(self, X) -> np.ndarray:
         """Opposite of the anomaly score: the higher, the more normal."""
         rows = self._validated_rows(X)
-        return -self.calibration_.combine(self._raw_components(rows))
+        return -self._finite_scores(self.calibration_.combine(self._raw_components(rows)), "scores")
 
     def decision_function(self, X) -> np.ndarray:
         """Shifted score: negative for outliers, positive for inliers."""
@@ -369,7 +427,8 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         """Latent codes (the posterior mean) of ``X``, shape ``(n, latent_dim)``."""
         rows = self._validated_rows(X)
         with flush_denormals():
-            return encode_rows(self.module_, rows, SCORING_BATCH_SIZE, self.device_)
+            codes = encode_rows(self.module_, rows, SCORING_BATCH_SIZE, self.device_)
+        return self._finite_scores(codes, "latent codes")
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the ``transform`` output columns: ``latent0``, ``latent1``, ..."""
@@ -390,17 +449,25 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
 def create_architecture(name: str, options: dict[str, Any]) -> Architecture:
     """Build the encoder architecture plugin ``name`` with ``options``."""
     architecture = get_plugin_manager().create("encoder", name, **options)
-    if not isinstance(architecture, Architecture):
-        raise TypeError(f"encoder {name!r} did not build an Architecture")
+    _check_built("encoder", name, architecture, Architecture)
     return architecture
 
 
 def create_prior(name: str, latent_dim: int, options: dict[str, Any]) -> Prior:
     """Build the prior plugin ``name`` over ``latent_dim``-dimensional codes."""
     prior = get_plugin_manager().create("prior", name, latent_dim, **options)
-    if not isinstance(prior, Prior):
-        raise TypeError(f"prior {name!r} did not build a Prior")
+    _check_built("prior", name, prior, Prior)
     return prior
+
+
+def _check_built(kind: str, name: str, built: Any, expected: type) -> None:
+    if isinstance(built, expected):
+        return
+    registration = get_plugin_manager().get(kind, name)
+    raise PluginError(
+        f"{kind} {name!r} ({registration.source}) returned a {type(built).__name__}, "
+        f"not an aae_anomaly {expected.__name__}; report this to the plugin's authors"
+    )
 
 
 def _check_int(name: str, value: Any) -> None:
@@ -410,10 +477,53 @@ def _check_int(name: str, value: Any) -> None:
 
 def _flatten_images(X):
     """A 4-D array ``(n, channels, height, width)`` becomes flat rows plus its image shape."""
-    if hasattr(X, "ndim") and X.ndim == 4 and not hasattr(X, "columns"):
-        X = np.asarray(X)
-        return X.reshape(len(X), -1), tuple(int(s) for s in X.shape[1:])
+    if hasattr(X, "ndim") and not hasattr(X, "columns"):
+        if X.ndim == 4:
+            X = np.asarray(X)
+            return X.reshape(len(X), -1), tuple(int(s) for s in X.shape[1:])
+        if X.ndim == 1:
+            # scikit-learn's wording, without the array itself, which may be long
+            raise ValueError(
+                f"Expected 2D array, got 1D array instead (shape {tuple(X.shape)}). Reshape "
+                "your data either using array.reshape(-1, 1) if your data has a single "
+                "feature or array.reshape(1, -1) if it contains a single sample."
+            )
+        if X.ndim == 3 or X.ndim > 4:
+            raise ValueError(
+                f"Found array with dim {X.ndim}, shape {tuple(X.shape)}; expected rows "
+                "(n_samples, n_features) or images (n_samples, channels, height, width)"
+            )
     return X, None
+
+
+def _describe_columns(columns: np.ndarray, names) -> str:
+    shown = [repr(str(names[c])) if names is not None else str(c) for c in columns[:5]]
+    more = f" and {len(columns) - 5} more" if len(columns) > 5 else ""
+    return f"column{'s' if len(columns) > 1 else ''} {', '.join(shown)}{more}"
+
+
+def _check_values(X: np.ndarray, names, limit: float) -> None:
+    """Raise ValueError naming the columns if ``X`` holds NaN, infinity, or values beyond
+    ``limit`` in magnitude. Two reductions when all is well; the diagnosis only on error."""
+    if X.size == 0 or (-limit <= X.min() and X.max() <= limit):
+        return
+    for kind, bad in (
+        ("NaN", np.isnan(X)),
+        ("infinity", np.isinf(X)),
+        ("values beyond float32's range (|x| > 3.4e38)", np.abs(X) > limit),
+    ):
+        if bad.any():
+            columns = np.flatnonzero(bad.any(axis=0))
+            first_row = int(np.flatnonzero(bad.any(axis=1))[0])
+            remedy = (
+                "the networks compute in float32: rescale these columns"
+                if kind.startswith("values")
+                else "impute or drop missing and infinite values first"
+            )
+            raise ValueError(
+                f"Input X contains {kind} in {_describe_columns(columns, names)} "
+                f"(first in row {first_row}); {remedy}"
+            )
 
 
 def _input_scaling(rows: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:

@@ -40,6 +40,13 @@ class Registration:
     distribution: str | None
     version: str | None
 
+    @property
+    def source(self) -> str:
+        """``plugin 'acme' from acme-priors 1.2.3``: where the registration came from."""
+        if self.distribution is None:
+            return f"plugin {self.plugin!r}, from no installed distribution"
+        return f"plugin {self.plugin!r} from {self.distribution} {self.version}"
+
 
 @dataclass(frozen=True)
 class PluginFailure:
@@ -136,7 +143,14 @@ class PluginManager:
         except TypeError as exc:
             raise PluginError(
                 f"{kind} {name!r} (plugin {registration.plugin!r}) rejected its options "
-                f"{options}: {exc}"
+                f"{options}: {exc} [{registration.source}]"
+            ) from exc
+        except ValueError:
+            raise  # an option with a bad value: the plugin's message names it
+        except Exception as exc:  # a bug in the plugin: name it and where it came from
+            raise PluginError(
+                f"{kind} {name!r} ({registration.source}) failed while building: "
+                f"{_describe(exc)}"
             ) from exc
 
     # -- internals -------------------------------------------------------------------------
