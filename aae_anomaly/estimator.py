@@ -14,11 +14,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
 from .architectures import Architecture
-from .engine import AAEModule, Discriminator, TrainingConfig, train
+from .engine import AAEModule, Discriminator, TrainingConfig
 from .engine.inference import encode_rows
 from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
 from .engine.runtime import flush_denormals, resolve_device, seeded
-from .errors import PluginError
+from .engine.training import Trainer
+from .errors import CheckpointError, PluginError
 from .plugins import get_plugin_manager
 from .priors import Prior
 from .scoring import COMPONENTS, ScoreCalibration, available_components, raw_components
@@ -100,8 +101,10 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         The encoder, decoder and discriminator.
     prior_ : Prior
     history_ : dict of list of float
-        Per-epoch ``reconstruction``, ``discriminator`` and ``generator`` losses and
-        ``discriminator_accuracy``.
+        Per-epoch ``reconstruction``, ``discriminator`` and ``generator`` losses,
+        ``discriminator_accuracy``, ``learning_rate_scale`` (below 1 after a diverged
+        epoch was retried with smaller learning rates) and ``discriminator_overpowered``
+        (1 where the discriminator's accuracy stayed above 0.95 for the last 5 epochs).
     calibration_ : ScoreCalibration
     offset_ : float
         ``decision_function = score_samples - offset_``.
@@ -154,12 +157,20 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, checkpoint_dir=None, resume=False):
         """Fit on ``X``, rows of normal data.
 
         ``y`` is not used; when given, it must have one entry per row of ``X``.
+
+        With ``checkpoint_dir``, the state of the fit is written there after every epoch
+        (which needs an integer ``random_state``); ``resume=True`` continues from it, with
+        the same data and parameters, to the model an uninterrupted fit would give (when
+        there is no checkpoint yet, the fit starts from the beginning). Without ``resume``,
+        an existing checkpoint there is an error rather than overwritten.
         """
         self._check_params()
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs the checkpoint_dir to resume from")
         X, image_shape = _flatten_images(X)
         X = validate_data(
             self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=False
@@ -170,6 +181,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         train_rows, calibration_rows = self._split_calibration(X, rng)
+        checkpoint = (
+            None if checkpoint_dir is None else self._checkpoint(checkpoint_dir, train_rows, resume)
+        )
 
         architecture = create_architecture(self.encoder, self.encoder_params or {})
         input_shape = tuple(image_shape or self.input_shape or ())
@@ -184,10 +198,11 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             center, scale = _input_scaling(train_rows, self.reconstruction_loss)
             module = self._build_module(architecture, input_shape, center, scale).to(device)
             rows = torch.tensor(train_rows, dtype=torch.float32, device=device)
-            self.history_ = train(
-                module, prior, rows, self._training_config(), generator, self._progress()
-            )
-            del rows
+            trainer = Trainer(module, prior, rows, self._training_config(), generator)
+            if checkpoint is not None and checkpoint.exists():
+                checkpoint.restore(trainer)
+            self.history_ = trainer.fit(self._epoch_callback(trainer, checkpoint))
+            del rows, trainer
             self.module_, self.prior_, self.device_ = module, prior, device
             self.input_shape_ = input_shape
             self.calibration_ = ScoreCalibration.fit(
@@ -277,12 +292,49 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             lr_generator=self.lr_generator,
         )
 
-    def _progress(self):
+    def _checkpoint(self, directory, train_rows: np.ndarray, resume: bool):
+        from .engine.checkpoint import Checkpoint, data_digest
+
+        if isinstance(self.random_state, bool) or not isinstance(
+            self.random_state, numbers.Integral
+        ):
+            raise ValueError(
+                "checkpointing needs an integer random_state, so that a resumed fit continues "
+                f"the same one; got {self.random_state!r}"
+            )
+        params = self.get_params(deep=False)
+        del params["verbose"]
+        if params["input_shape"] is not None:
+            params["input_shape"] = [int(s) for s in params["input_shape"]]
+        params["random_state"] = int(params["random_state"])
+        checkpoint = Checkpoint(
+            directory, {"params": params, "training_rows_sha256": data_digest(train_rows)}
+        )
+        if checkpoint.exists() and not resume:
+            raise CheckpointError(
+                f"{checkpoint.path} already holds a checkpoint ({checkpoint.epochs_done()} of "
+                f"{self.epochs} epochs); resume it, or remove it to start over"
+            )
+        return checkpoint
+
+    def _epoch_callback(self, trainer: Trainer, checkpoint):
+        progress = self._progress(initial=trainer.epoch)
+        if checkpoint is None:
+            return progress
+
+        def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+            checkpoint.save(trainer)
+            if progress is not None:
+                progress(epoch, metrics)
+
+        return on_epoch_end
+
+    def _progress(self, initial: int = 0):
         if not self.verbose:
             return None
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.epochs, desc="fit", unit="epoch")
+        bar = tqdm(total=self.epochs, initial=initial, desc="fit", unit="epoch")
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             bar.set_postfix(

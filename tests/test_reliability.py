@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from aae_anomaly import AAEDetector
+from aae_anomaly import AAEDetector, Prior, TrainingDivergedError, TrainingWarning
 from aae_anomaly.cli import main
 from aae_anomaly.estimator import ExtremeValueWarning
 
@@ -296,3 +296,122 @@ def test_cli_score_wrong_columns_and_extreme_values(tmp_path, model_file):
     assert result.exit_code == 0, result.output
     assert "Warning:" in result.output and "training spreads" in result.output
     assert np.isfinite(np.load(tmp_path / "s.npy")).all()
+
+
+# -- training faults -----------------------------------------------------------------------------
+class FlakyPrior(Prior):
+    """A standard normal prior whose samples are NaN on the calls listed in ``nan_calls``:
+    a fault in the middle of a fit, at a known point."""
+
+    has_density = True
+
+    def __init__(self, latent_dim, nan_calls=()):
+        super().__init__(latent_dim)
+        self.nan_calls, self.calls = set(nan_calls), 0
+
+    def sample(self, n, generator, labels=None):
+        self.calls += 1
+        z = torch.randn(n, self.latent_dim, generator=generator, device=generator.device)
+        return z * float("nan") if self.calls in self.nan_calls else z
+
+    def log_prob(self, z):
+        return torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(dim=1)
+
+    def options(self):
+        return {"nan_calls": sorted(self.nan_calls)}
+
+
+@pytest.fixture
+def flaky_prior(fresh_plugins):
+    import types
+
+    from aae_anomaly import get_plugin_manager, hookimpl
+
+    plugin = types.ModuleType("flaky")
+    plugin.register_priors = hookimpl(lambda register: register("flaky", FlakyPrior))
+    get_plugin_manager().register(plugin, "flaky", "flaky-dist", "0.1")
+
+
+def test_a_diverged_epoch_is_rolled_back_and_retried_with_smaller_steps(flaky_prior, small_rows):
+    # 120 rows in one batch: one prior sample per epoch, so call 2 is epoch 2's
+    params = {"latent_dim": 2, "epochs": 4, "random_state": 0, "prior": "flaky"}
+    clean = AAEDetector(**params).fit(small_rows)
+    with pytest.warns(TrainingWarning, match="diverged in epoch 2 .*discriminator loss.*retry 1"):
+        recovered = AAEDetector(**params, prior_params={"nan_calls": [2]}).fit(small_rows)
+    assert recovered.history_["learning_rate_scale"] == [1.0, 0.25, 0.25, 0.25]
+    # epoch 1 was kept as it was, and the retried epoch 2 started from exactly the state
+    # (weights, generator) of the clean fit: its one batch's loss, taken before any step,
+    # is the same; the smaller steps then show from epoch 3 on
+    assert recovered.history_["reconstruction"][:2] == clean.history_["reconstruction"][:2]
+    assert recovered.history_["reconstruction"][2] != clean.history_["reconstruction"][2]
+    assert all(np.isfinite(v).all() for v in recovered.history_.values())
+    assert np.isfinite(recovered.score_samples(small_rows)).all()
+
+
+def test_a_fit_that_keeps_diverging_stops_with_what_to_change(flaky_prior, small_rows):
+    prior_params = {"nan_calls": [3, 4, 5, 6, 7]}  # epoch 3 and every retry of it
+    detector = AAEDetector(
+        latent_dim=2, epochs=4, random_state=0, prior="flaky", prior_params=prior_params
+    )
+    with (
+        pytest.warns(TrainingWarning, match="retry 4 of 4"),
+        pytest.raises(
+            TrainingDivergedError,
+            match=r"diverged in epoch 3: the discriminator loss .* after 4 retries .* cut to "
+            r"0.00390625 of the ones given \(lr_autoencoder=0.001, .* lower the learning rates",
+        ),
+    ):
+        detector.fit(small_rows)
+    assert not hasattr(detector, "module_")
+
+
+@pytest.mark.parametrize("lr", [1e2, 1e3, 1e4, 1e7])
+def test_huge_learning_rates_recover_or_stop_and_never_give_nan_scores(lr):
+    rows = np.random.default_rng(0).normal(size=(300, 6))
+    detector = AAEDetector(
+        epochs=4, random_state=0, lr_autoencoder=lr, lr_discriminator=lr, lr_generator=lr
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrainingWarning)
+        try:
+            detector.fit(rows)
+        except TrainingDivergedError as exc:
+            assert "lower the learning rates" in str(exc)
+            return
+    assert all(np.isfinite(v).all() for v in detector.history_.values())
+    assert np.isfinite(detector.score_samples(rows)).all()
+    assert all(torch.isfinite(t).all() for t in detector.module_.state_dict().values())
+
+
+def test_a_learning_rate_of_1e7_stops_with_a_clear_error():
+    rows = np.random.default_rng(0).normal(size=(300, 6))
+    detector = AAEDetector(epochs=3, random_state=0, lr_autoencoder=1e7, lr_generator=1e7)
+    with (
+        warnings.catch_warnings(),
+        pytest.raises(TrainingDivergedError, match="training diverged in epoch 1: the .* loss"),
+    ):
+        warnings.simplefilter("ignore", TrainingWarning)
+        detector.fit(rows)
+
+
+def test_an_overpowering_discriminator_is_flagged_and_warned_about(small_rows):
+    detector = AAEDetector(epochs=12, random_state=0, lr_generator=1e-7, lr_discriminator=1e-2)
+    with pytest.warns(TrainingWarning, match="overpowered the encoder.*lower lr_discriminator"):
+        detector.fit(small_rows)
+    flags = detector.history_["discriminator_overpowered"]
+    assert flags[:4] == [0.0] * 4  # needs 5 epochs of evidence
+    assert flags[-1] == 1.0
+    accuracy = detector.history_["discriminator_accuracy"]
+    assert min(accuracy[-5:]) > 0.95
+
+
+def test_cli_shows_training_warnings_and_info_notes_them(tmp_path):
+    data = _csv(tmp_path / "d.csv", X, "abcd")
+    model = str(tmp_path / "m.aae")
+    args = ["fit", data, "-o", model, "--epochs", "12", "--lr-generator", "1e-7"]
+    result = CliRunner().invoke(main, [*args, "--lr-discriminator", "1e-2", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "Warning: the discriminator overpowered the encoder" in result.output
+    info = CliRunner().invoke(main, ["info", model])
+    assert "training notes the discriminator overpowered the encoder" in info.output
+    assert "learning_rate_scale" not in info.output
