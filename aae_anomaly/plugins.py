@@ -80,7 +80,7 @@ class PluginManager:
     # -- loading ---------------------------------------------------------------------------
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
         """Import and register every plugin of every installed distribution in ``group``."""
-        for entry_point in importlib.metadata.entry_points(group=group):
+        for entry_point in sorted(importlib.metadata.entry_points(group=group), key=_load_order):
             dist = entry_point.dist
             dist_name = dist.metadata["Name"] if dist is not None else None
             version = dist.version if dist is not None else None
@@ -198,6 +198,15 @@ class PluginManager:
                 self._hook_failures.append(PluginFailure(plugin_name, distribution, message))
                 continue
             registry[registration.name] = registration
+
+
+def _load_order(entry_point) -> tuple[bool, str, str]:
+    """This package's own plugins first, then by distribution and name: when two plugins
+    register one name the first is kept, so a third party can never replace a built-in,
+    and which one wins does not depend on the order of ``sys.path``."""
+    dist = entry_point.dist
+    name = dist.metadata["Name"] if dist is not None else ""
+    return (name != hookspecs.PROJECT_NAME.replace("_", "-"), name or "", entry_point.name)
 
 
 def _describe(exc: BaseException) -> str:
