@@ -13,12 +13,14 @@ from .architectures import Architecture
 from .datasets import Dataset, load_dataset
 from .errors import (
     AAEAnomalyError,
+    CheckpointError,
     DensityUnavailableError,
     MissingDependencyError,
     ModelFileError,
     ModelPluginMissingError,
     PluginError,
     TrainingDivergedError,
+    TrainingWarning,
     UnknownPluginError,
 )
 from .estimator import AAEDetector
@@ -36,6 +38,7 @@ __all__ = [
     "AAEAnomalyError",
     "AAEDetector",
     "Architecture",
+    "CheckpointError",
     "Dataset",
     "DensityUnavailableError",
     "MissingDependencyError",
@@ -44,6 +47,7 @@ __all__ = [
     "PluginError",
     "Prior",
     "TrainingDivergedError",
+    "TrainingWarning",
     "UnknownPluginError",
     "__version__",
     "get_plugin_manager",

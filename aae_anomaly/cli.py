@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 import numpy as np
@@ -21,7 +23,7 @@ from . import __version__
 from .demo import DEFAULT_DATASET, run_demo
 from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
 from .errors import AAEAnomalyError
-from .estimator import AAEDetector
+from .estimator import FLOAT32_MAX, AAEDetector, _check_values
 from .fitconfig import DEFAULTS as FIT_DEFAULTS
 from .fitconfig import merge_settings, parse_options, read_config
 from .modelfile import load_model, read_header
@@ -34,7 +36,7 @@ from .reports import (
     plugin_rows,
     score_table,
 )
-from .tabular_io import check_features, read_data, write_table
+from .tabular_io import check_features, check_labels, read_data, write_table
 
 # Expected failures caused by the input, the environment or the plugins installed; any
 # other exception is a bug and keeps its traceback.
@@ -206,9 +208,33 @@ def _given(ctx: click.Context, name: str) -> bool:
     help="Column of anomaly labels (1 = anomaly) in a .csv/.parquet DATA; its anomalies "
     "are left out of training.",
 )
+@click.option(
+    "--checkpoint",
+    "checkpoint_dir",
+    metavar="DIR",
+    help="Save the state of the fit to DIR after every epoch, so that an interrupted fit "
+    "can continue with --resume.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the fit whose checkpoint is in --checkpoint DIR (same DATA and "
+    "settings); it ends with the model an uninterrupted fit gives. Starts from the "
+    "beginning when DIR holds no checkpoint yet.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes on stderr.")
 @click.pass_context
-def fit(ctx: click.Context, data, output, config_file, label_column, quiet, **options) -> None:
+def fit(
+    ctx: click.Context,
+    data,
+    output,
+    config_file,
+    label_column,
+    checkpoint_dir,
+    resume,
+    quiet,
+    **options,
+) -> None:
     """Train a detector on DATA and save it to one model file.
 
     DATA should hold normal rows. When it has labels (an .npz with y, a dataset plugin
@@ -216,13 +242,19 @@ def fit(ctx: click.Context, data, output, config_file, label_column, quiet, **op
     says so on stderr. Settings come from the options given, then --config, then the
     defaults shown.
 
+    SIGINT or SIGTERM stops the fit without writing OUTPUT (exit status 130 or 143); with
+    --checkpoint, run the same command with --resume to continue it.
+
     \b
     Example:
       aae-anomaly fit normal.csv -o model.aae --prior mixture \\
           --prior-option n_components=5 --epochs 100
       aae-anomaly fit synthetic:n=2000 -o model.aae --config settings.toml
+      aae-anomaly fit big.csv -o model.aae --checkpoint ckpt/ [--resume]
     """
-    with user_errors():
+    if resume and not checkpoint_dir:
+        raise BadInput("--resume needs --checkpoint DIR, the directory to resume from")
+    with user_errors(), _interruptible(output, checkpoint_dir):
         explicit = {name: value for name, value in options.items() if _given(ctx, name)}
         for name, flag in PLUGIN_OPTION_FLAGS.items():
             if name in explicit:
@@ -231,11 +263,15 @@ def fit(ctx: click.Context, data, output, config_file, label_column, quiet, **op
         settings = merge_settings(config, explicit)
 
         dataset = read_data(data, label_column)
-        rows, note = _normal_rows(dataset)
+        rows, note = _normal_rows(dataset, data)
         if note and not quiet:
             click.echo(note, err=True)
+        if rows.ndim == 2:  # name the columns if a value cannot be trained on
+            _check_values(rows, dataset.feature_names, limit=FLOAT32_MAX)
         detector = AAEDetector(**settings, verbose=not quiet and sys.stderr.isatty())
-        detector.fit(rows)
+        if resume and not quiet:
+            click.echo(_resume_note(checkpoint_dir), err=True)
+        detector.fit(rows, checkpoint_dir=checkpoint_dir, resume=resume)
         names = dataset.feature_names
         if names is not None and rows.ndim == 2 and len(names) == rows.shape[1]:
             # fit saw a bare array; keep the file's column names so that `score` can check
@@ -251,10 +287,58 @@ def fit(ctx: click.Context, data, output, config_file, label_column, quiet, **op
         )
 
 
-def _normal_rows(dataset):
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: stop cleanly, writing nothing at the output path."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _interruptible(output: str, checkpoint_dir: str | None) -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into one ``Error:`` line and exit status 128 + signal.
+
+    The model file is written atomically at the very end, so an interrupted fit leaves
+    nothing at ``output`` (a model already there stays as it was).
+    """
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # only the main thread may set handlers
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        if checkpoint_dir:
+            where = f"the checkpoint in {checkpoint_dir} holds the epochs done; run the same "
+            where += "command with --resume to continue"
+        else:
+            where = "use --checkpoint DIR to be able to resume an interrupted fit"
+        click.echo(f"Error: fit interrupted by {name}; {output} was not written; {where}", err=True)
+        sys.exit(128 + signum)
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _resume_note(checkpoint_dir: str) -> str:
+    from .engine.checkpoint import FILENAME
+
+    if not (Path(checkpoint_dir) / FILENAME).is_file():
+        return f"note: no checkpoint in {checkpoint_dir} yet; starting from the beginning"
+    return f"note: resuming from the checkpoint in {checkpoint_dir}"
+
+
+def _normal_rows(dataset, source: str):
     if dataset.y is None:
         return dataset.X, None
-    normal = np.asarray(dataset.y).reshape(-1) == 0
+    normal = ~check_labels(dataset.y, source, len(dataset.X))
     if not normal.any():
         raise ValueError("the labels mark every row as an anomaly; no normal rows to train on")
     note = (
@@ -338,7 +422,8 @@ def evaluate_command(model, data, label_column, as_json, device) -> None:
                 f"{data} has no labels; use an .npz with y, a labelled dataset plugin, "
                 "or --label-column NAME"
             )
-        report = evaluate(table, dataset.y, detector.offset_)
+        labels = check_labels(dataset.y, data, len(dataset.X))
+        report = evaluate(table, labels, detector.offset_)
     click.echo(json.dumps(report.to_dict()) if as_json else report.format())
 
 

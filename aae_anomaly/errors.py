@@ -31,6 +31,16 @@ class TrainingDivergedError(AAEAnomalyError, RuntimeError):
     """A loss became NaN or infinite during fit."""
 
 
+class TrainingWarning(UserWarning):
+    """Training went wrong in a way the fit could work around or finish despite: a diverged
+    epoch that was retried with smaller learning rates, or a discriminator that overpowered
+    the encoder. The message says what to change."""
+
+
+class CheckpointError(AAEAnomalyError, ValueError):
+    """A training checkpoint could not be written, read, or does not belong to this fit."""
+
+
 class ModelFileError(AAEAnomalyError, ValueError):
     """A model file could not be saved or read: missing, truncated, corrupted, foreign, or
     written by an incompatible version. The message names the file and the problem."""

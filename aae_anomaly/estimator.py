@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
 from .architectures import Architecture
-from .engine import AAEModule, Discriminator, TrainingConfig, train
+from .engine import AAEModule, Discriminator, TrainingConfig
 from .engine.inference import encode_rows
 from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
 from .engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
+from .engine.training import Trainer
+from .errors import CheckpointError, PluginError
 from .plugins import get_plugin_manager
 from .priors import Prior
 from .scoring import (
@@ -38,6 +41,17 @@ MIN_CALIBRATION_ROWS = 5
 MAX_REFERENCE_ROWS = 10_000
 # contamination="auto" flags rows scoring above this quantile of held-out normal rows.
 AUTO_QUANTILE = 0.99
+# The networks compute in float32: larger magnitudes cannot be represented.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT64_MAX = float(np.finfo(np.float64).max)
+# At scoring time, values further than this many training spreads from the training centre
+# are scored as if they were at this distance: such rows score far above any threshold,
+# and their scores stay finite instead of overflowing float32 in the networks.
+SATURATION = 1e6
+
+
+class ExtremeValueWarning(UserWarning):
+    """Rows with values so far outside the training data that they were saturated."""
 
 
 class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
@@ -105,8 +119,10 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         The encoder, decoder and discriminator.
     prior_ : Prior
     history_ : dict of list of float
-        Per-epoch ``reconstruction``, ``discriminator`` and ``generator`` losses and
-        ``discriminator_accuracy``.
+        Per-epoch ``reconstruction``, ``discriminator`` and ``generator`` losses,
+        ``discriminator_accuracy``, ``learning_rate_scale`` (below 1 after a diverged
+        epoch was retried with smaller learning rates) and ``discriminator_overpowered``
+        (1 where the discriminator's accuracy stayed above 0.95 for the last 5 epochs).
     calibration_ : ScoreCalibration
     offset_ : float
         ``decision_function = score_samples - offset_``.
@@ -161,14 +177,33 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, X, y=None):
-        """Fit on ``X``, rows of normal data (``y`` is ignored)."""
+    def fit(self, X, y=None, *, checkpoint_dir=None, resume=False):
+        """Fit on ``X``, rows of normal data.
+
+        ``y`` is not used; when given, it must have one entry per row of ``X``.
+
+        With ``checkpoint_dir``, the state of the fit is written there after every epoch
+        (which needs an integer ``random_state``); ``resume=True`` continues from it, with
+        the same data and parameters, to the model an uninterrupted fit would give (when
+        there is no checkpoint yet, the fit starts from the beginning). Without ``resume``,
+        an existing checkpoint there is an error rather than overwritten.
+        """
         self._check_params()
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs the checkpoint_dir to resume from")
         X, image_shape = _flatten_images(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=False
+        )
+        _check_values(X, getattr(self, "feature_names_in_", None), limit=FLOAT32_MAX)
+        if y is not None:
+            check_consistent_length(X, y)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         train_rows, calibration_rows = self._split_calibration(X, rng)
+        checkpoint = (
+            None if checkpoint_dir is None else self._checkpoint(checkpoint_dir, train_rows, resume)
+        )
 
         architecture = create_architecture(self.encoder, self.encoder_params or {})
         input_shape = tuple(image_shape or self.input_shape or ())
@@ -193,10 +228,11 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             ).to(device)
             rows = torch.tensor(train_rows, dtype=torch.float32, device=device)
             with compute_threads(module, device) as workers:
-                self.history_ = train(
-                    module, prior, rows, self._training_config(), generator, self._progress()
-                )
-                del rows
+                trainer = Trainer(module, prior, rows, self._training_config(), generator)
+                if checkpoint is not None and checkpoint.exists():
+                    checkpoint.restore(trainer)
+                self.history_ = trainer.fit(self._epoch_callback(trainer, checkpoint))
+                del rows, trainer
                 if n_reference:
                     module.reference.copy_(
                         joint_coordinates(
@@ -303,12 +339,49 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             lr_generator=self.lr_generator,
         )
 
-    def _progress(self):
+    def _checkpoint(self, directory, train_rows: np.ndarray, resume: bool):
+        from .engine.checkpoint import Checkpoint, data_digest
+
+        if isinstance(self.random_state, bool) or not isinstance(
+            self.random_state, numbers.Integral
+        ):
+            raise ValueError(
+                "checkpointing needs an integer random_state, so that a resumed fit continues "
+                f"the same one; got {self.random_state!r}"
+            )
+        params = self.get_params(deep=False)
+        del params["verbose"]
+        if params["input_shape"] is not None:
+            params["input_shape"] = [int(s) for s in params["input_shape"]]
+        params["random_state"] = int(params["random_state"])
+        checkpoint = Checkpoint(
+            directory, {"params": params, "training_rows_sha256": data_digest(train_rows)}
+        )
+        if checkpoint.exists() and not resume:
+            raise CheckpointError(
+                f"{checkpoint.path} already holds a checkpoint ({checkpoint.epochs_done()} of "
+                f"{self.epochs} epochs); resume it, or remove it to start over"
+            )
+        return checkpoint
+
+    def _epoch_callback(self, trainer: Trainer, checkpoint):
+        progress = self._progress(initial=trainer.epoch)
+        if checkpoint is None:
+            return progress
+
+        def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+            checkpoint.save(trainer)
+            if progress is not None:
+                progress(epoch, metrics)
+
+        return on_epoch_end
+
+    def _progress(self, initial: int = 0):
         if not self.verbose:
             return None
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.epochs, desc="fit", unit="epoch")
+        bar = tqdm(total=self.epochs, initial=initial, desc="fit", unit="epoch")
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             bar.set_postfix(
@@ -387,7 +460,44 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 f"images have shape {image_shape} but the model was fitted on "
                 f"{self.input_shape_}"
             )
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False
+        )
+        _check_values(X, getattr(self, "feature_names_in_", None), limit=FLOAT64_MAX)
+        return self._saturated(X)
+
+    def _saturated(self, X: np.ndarray) -> np.ndarray:
+        """``X`` with values beyond :data:`SATURATION` training spreads from the training
+        centre moved to that distance, with a warning naming the columns."""
+        center = self.module_.center.double().cpu().numpy()
+        scale = self.module_.scale.double().cpu().numpy()
+        # the networks see float32 values: a value that rounds to the centre is at it
+        margin = SATURATION * scale + np.abs(center) * float(np.finfo(np.float32).eps)
+        low, high = center - margin, center + margin
+        outside = np.less(X, low) | np.greater(X, high)
+        if not outside.any():
+            return X
+        columns = np.flatnonzero(outside.any(axis=0))
+        warnings.warn(
+            f"{int(outside.any(axis=1).sum())} rows have values more than {SATURATION:g} "
+            f"training spreads from the training data in "
+            f"{_describe_columns(columns, getattr(self, 'feature_names_in_', None))}; "
+            "they are scored as if they were at that distance, far above the threshold",
+            ExtremeValueWarning,
+            stacklevel=4,
+        )
+        return np.clip(X, low.astype(X.dtype), high.astype(X.dtype))
+
+    def _finite_scores(self, values: np.ndarray, what: str) -> np.ndarray:
+        """Raise instead of returning NaN or infinite scores."""
+        if np.isfinite(values).all():
+            return values
+        rows = np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1))
+        raise ValueError(
+            f"the model gave non-finite {what} for {len(rows)} rows (first: row {rows[0]}); "
+            "their values overflow the networks' float32 arithmetic: check them for "
+            "extreme magnitudes"
+        )
 
     def _raw_components(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         with flush_denormals(), compute_threads(self.module_, self.device_) as workers:
@@ -403,13 +513,13 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         density) and ``score``; larger values are more anomalous in every one.
         """
         components = self._raw_components(self._validated_rows(X))
-        components["score"] = self.calibration_.combine(components)
+        components["score"] = self._finite_scores(self.calibration_.combine(components), "scores")
         return components
 
     def score_samples(self, X) -> np.ndarray:
         """Opposite of the anomaly score: the higher, the more normal."""
         rows = self._validated_rows(X)
-        return -self.calibration_.combine(self._raw_components(rows))
+        return -self._finite_scores(self.calibration_.combine(self._raw_components(rows)), "scores")
 
     def decision_function(self, X) -> np.ndarray:
         """Shifted score: negative for outliers, positive for inliers."""
@@ -424,7 +534,8 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         """Latent codes (the posterior mean) of ``X``, shape ``(n, latent_dim)``."""
         rows = self._validated_rows(X)
         with flush_denormals(), compute_threads(self.module_, self.device_) as workers:
-            return encode_rows(self.module_, rows, SCORING_BATCH_SIZE, self.device_, workers)
+            codes = encode_rows(self.module_, rows, SCORING_BATCH_SIZE, self.device_, workers)
+        return self._finite_scores(codes, "latent codes")
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the ``transform`` output columns: ``latent0``, ``latent1``, ..."""
@@ -445,17 +556,25 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
 def create_architecture(name: str, options: dict[str, Any]) -> Architecture:
     """Build the encoder architecture plugin ``name`` with ``options``."""
     architecture = get_plugin_manager().create("encoder", name, **options)
-    if not isinstance(architecture, Architecture):
-        raise TypeError(f"encoder {name!r} did not build an Architecture")
+    _check_built("encoder", name, architecture, Architecture)
     return architecture
 
 
 def create_prior(name: str, latent_dim: int, options: dict[str, Any]) -> Prior:
     """Build the prior plugin ``name`` over ``latent_dim``-dimensional codes."""
     prior = get_plugin_manager().create("prior", name, latent_dim, **options)
-    if not isinstance(prior, Prior):
-        raise TypeError(f"prior {name!r} did not build a Prior")
+    _check_built("prior", name, prior, Prior)
     return prior
+
+
+def _check_built(kind: str, name: str, built: Any, expected: type) -> None:
+    if isinstance(built, expected):
+        return
+    registration = get_plugin_manager().get(kind, name)
+    raise PluginError(
+        f"{kind} {name!r} ({registration.source}) returned a {type(built).__name__}, "
+        f"not an aae_anomaly {expected.__name__}; report this to the plugin's authors"
+    )
 
 
 def _check_int(name: str, value: Any) -> None:
@@ -465,10 +584,53 @@ def _check_int(name: str, value: Any) -> None:
 
 def _flatten_images(X):
     """A 4-D array ``(n, channels, height, width)`` becomes flat rows plus its image shape."""
-    if hasattr(X, "ndim") and X.ndim == 4 and not hasattr(X, "columns"):
-        X = np.asarray(X)
-        return X.reshape(len(X), -1), tuple(int(s) for s in X.shape[1:])
+    if hasattr(X, "ndim") and not hasattr(X, "columns"):
+        if X.ndim == 4:
+            X = np.asarray(X)
+            return X.reshape(len(X), -1), tuple(int(s) for s in X.shape[1:])
+        if X.ndim == 1:
+            # scikit-learn's wording, without the array itself, which may be long
+            raise ValueError(
+                f"Expected 2D array, got 1D array instead (shape {tuple(X.shape)}). Reshape "
+                "your data either using array.reshape(-1, 1) if your data has a single "
+                "feature or array.reshape(1, -1) if it contains a single sample."
+            )
+        if X.ndim == 3 or X.ndim > 4:
+            raise ValueError(
+                f"Found array with dim {X.ndim}, shape {tuple(X.shape)}; expected rows "
+                "(n_samples, n_features) or images (n_samples, channels, height, width)"
+            )
     return X, None
+
+
+def _describe_columns(columns: np.ndarray, names) -> str:
+    shown = [repr(str(names[c])) if names is not None else str(c) for c in columns[:5]]
+    more = f" and {len(columns) - 5} more" if len(columns) > 5 else ""
+    return f"column{'s' if len(columns) > 1 else ''} {', '.join(shown)}{more}"
+
+
+def _check_values(X: np.ndarray, names, limit: float) -> None:
+    """Raise ValueError naming the columns if ``X`` holds NaN, infinity, or values beyond
+    ``limit`` in magnitude. Two reductions when all is well; the diagnosis only on error."""
+    if X.size == 0 or (-limit <= X.min() and X.max() <= limit):
+        return
+    for kind, bad in (
+        ("NaN", np.isnan(X)),
+        ("infinity", np.isinf(X)),
+        ("values beyond float32's range (|x| > 3.4e38)", np.abs(X) > limit),
+    ):
+        if bad.any():
+            columns = np.flatnonzero(bad.any(axis=0))
+            first_row = int(np.flatnonzero(bad.any(axis=1))[0])
+            remedy = (
+                "the networks compute in float32: rescale these columns"
+                if kind.startswith("values")
+                else "impute or drop missing and infinite values first"
+            )
+            raise ValueError(
+                f"Input X contains {kind} in {_describe_columns(columns, names)} "
+                f"(first in row {first_row}); {remedy}"
+            )
 
 
 def _input_scaling(rows: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:

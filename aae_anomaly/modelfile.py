@@ -172,17 +172,25 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
     detector.latent_dim_ = detector._resolved_latent_dim(n_features)
     prior = _rebuild(path, "prior", document["prior"], detector.latent_dim_)
     architecture = _rebuild(path, "encoder", document["encoder"], None)
+    n_reference = _reference_rows(tensors)
+    for name in ("center", "scale"):
+        stored = tensors.get(name)
+        if stored is None or tuple(stored.shape) != (n_features,):
+            shape = "missing" if stored is None else f"of shape {tuple(stored.shape)}"
+            raise ModelFileError(
+                f"{path}: tensor {name} is {shape}, but the model has {n_features} features"
+            )
+    # Build on the meta device first: shapes and dtypes without memory, so a file whose
+    # configuration asks for enormous networks is refused before anything is allocated.
     try:
-        module = detector._build_module(
-            architecture,
-            input_shape,
-            np.zeros(n_features, dtype=np.float32),  # placeholders: the stored
-            np.ones(n_features, dtype=np.float32),  # buffers replace them below
-            _reference_rows(tensors),
-        )
-    except (TypeError, ValueError) as exc:
+        with torch.device("meta"):
+            expected = _build(
+                detector, architecture, input_shape, n_features, n_reference
+            ).state_dict()
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{path}: the encoder cannot be rebuilt: {exc}") from None
-    _check_tensors_fit(path, module, tensors)
+    _check_tensors_fit(path, expected, tensors)
+    module = _build(detector, architecture, input_shape, n_features, n_reference)
     module.load_state_dict(tensors, strict=True)
     calibration = _calibration_in_scoring_order(
         path, document["calibration"], module, prior
@@ -200,6 +208,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
         offset=document["offset"],
         history=document["history"],
         feature_names=document["feature_names_in"],
+    )
+
+
+def _build(detector: AAEDetector, architecture, input_shape, n_features: int, n_reference: int):
+    return detector._build_module(
+        architecture,
+        input_shape,
+        np.zeros(n_features, dtype=np.float32),  # placeholders: the stored
+        np.ones(n_features, dtype=np.float32),  # buffers replace them
+        n_reference,
     )
 
 
@@ -253,10 +271,12 @@ def _reference_rows(tensors: dict[str, torch.Tensor]) -> int:
     return int(reference.shape[0]) if reference is not None and reference.dim() == 2 else 0
 
 
-def _check_tensors_fit(path, module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+def _check_tensors_fit(
+    path, expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]
+) -> None:
     """Compare stored tensors with the rebuilt module's before load_state_dict, whose own
-    errors are long and speak of torch internals."""
-    expected = module.state_dict()
+    errors are long and speak of torch internals, and which would cast a float64 or an
+    integer tensor silently."""
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
@@ -305,8 +325,9 @@ def _open(path, load_tensors: bool):
         )
     try:
         document = json.loads(metadata[METADATA_KEY])
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{path} is corrupted: its metadata is not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, too-long integers, nesting
+        message = _one_line(exc)[:200] or type(exc).__name__
+        raise ModelFileError(f"{path} is corrupted: its metadata is not JSON ({message})") from None
     _validate(path, document)
     return document, tensors
 
@@ -345,6 +366,11 @@ def _validate(path, document: Any) -> None:
     if not isinstance(params, dict) or not set(params) <= known:
         raise fail("params", f"an object with some of the keys {sorted(known)}")
     if params.get("input_shape") is not None:
+        if not (
+            isinstance(params["input_shape"], list)
+            and all(_is_int(s) and s > 0 for s in params["input_shape"])
+        ):
+            raise fail("params", "an object whose input_shape is null or positive integers")
         params["input_shape"] = tuple(params["input_shape"])
     for kind in ("prior", "encoder"):
         entry = document.get(kind)
@@ -378,6 +404,12 @@ def _validate(path, document: Any) -> None:
         and calibration["center"].keys() == calibration["weights"].keys()
     ):
         raise fail("calibration", "an object with center, spread and weights per component")
+    if not (
+        all(v > 0 for v in calibration["spread"].values())
+        and all(v >= 0 for v in calibration["weights"].values())
+        and sum(calibration["weights"].values()) > 0
+    ):
+        raise fail("calibration", "positive spreads and non-negative weights with a positive sum")
     if not _is_number(document.get("offset")):
         raise fail("offset", "a number")
     history = document.get("history")
@@ -393,7 +425,14 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (JSON allows NaN, Infinity and integers too large for a float,
+    none of which a model can use)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _is_str_or_none(value: Any) -> bool:

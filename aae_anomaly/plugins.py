@@ -40,6 +40,13 @@ class Registration:
     distribution: str | None
     version: str | None
 
+    @property
+    def source(self) -> str:
+        """``plugin 'acme' from acme-priors 1.2.3``: where the registration came from."""
+        if self.distribution is None:
+            return f"plugin {self.plugin!r}, from no installed distribution"
+        return f"plugin {self.plugin!r} from {self.distribution} {self.version}"
+
 
 @dataclass(frozen=True)
 class PluginFailure:
@@ -73,7 +80,7 @@ class PluginManager:
     # -- loading ---------------------------------------------------------------------------
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
         """Import and register every plugin of every installed distribution in ``group``."""
-        for entry_point in importlib.metadata.entry_points(group=group):
+        for entry_point in sorted(importlib.metadata.entry_points(group=group), key=_load_order):
             dist = entry_point.dist
             dist_name = dist.metadata["Name"] if dist is not None else None
             version = dist.version if dist is not None else None
@@ -136,7 +143,14 @@ class PluginManager:
         except TypeError as exc:
             raise PluginError(
                 f"{kind} {name!r} (plugin {registration.plugin!r}) rejected its options "
-                f"{options}: {exc}"
+                f"{options}: {exc} [{registration.source}]"
+            ) from exc
+        except ValueError:
+            raise  # an option with a bad value: the plugin's message names it
+        except Exception as exc:  # a bug in the plugin: name it and where it came from
+            raise PluginError(
+                f"{kind} {name!r} ({registration.source}) failed while building: "
+                f"{_describe(exc)}"
             ) from exc
 
     # -- internals -------------------------------------------------------------------------
@@ -184,6 +198,15 @@ class PluginManager:
                 self._hook_failures.append(PluginFailure(plugin_name, distribution, message))
                 continue
             registry[registration.name] = registration
+
+
+def _load_order(entry_point) -> tuple[bool, str, str]:
+    """This package's own plugins first, then by distribution and name: when two plugins
+    register one name the first is kept, so a third party can never replace a built-in,
+    and which one wins does not depend on the order of ``sys.path``."""
+    dist = entry_point.dist
+    name = dist.metadata["Name"] if dist is not None else ""
+    return (name != hookspecs.PROJECT_NAME.replace("_", "-"), name or "", entry_point.name)
 
 
 def _describe(exc: BaseException) -> str:

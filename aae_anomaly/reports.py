@@ -123,7 +123,8 @@ def format_model(header: ModelHeader) -> str:
     params = doc["params"]
     names = doc["feature_names_in"]
     history = doc["history"]
-    final = ", ".join(f"{k} {v[-1]:.4g}" for k, v in history.items() if v)
+    losses = ("reconstruction", "discriminator", "generator", "discriminator_accuracy")
+    final = ", ".join(f"{k} {v[-1]:.4g}" for k, v in history.items() if v and k in losses)
     calibration = doc["calibration"]
     lines = [
         f"model file     {header.path}",
@@ -149,7 +150,20 @@ def format_model(header: ModelHeader) -> str:
         f"batch size {params['batch_size']}, seed {params['random_state']}",
         f"final losses   {final or '(none)'}",
     ]
+    notes = _training_notes(history)
+    if notes:
+        lines.append(f"training notes {notes}")
     return "\n".join(lines)
+
+
+def _training_notes(history: dict[str, list[float]]) -> str:
+    notes = []
+    scale = history.get("learning_rate_scale") or [1.0]
+    if scale[-1] < 1.0:
+        notes.append(f"diverged and recovered with the learning rates cut to {scale[-1]:g}")
+    if (history.get("discriminator_overpowered") or [0.0])[-1]:
+        notes.append("the discriminator overpowered the encoder in the final epochs")
+    return "; ".join(notes)
 
 
 def _plugin_line(kind: str, entry: dict[str, Any]) -> str:

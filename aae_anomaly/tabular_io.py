@@ -115,6 +115,30 @@ def check_features(dataset: Dataset, source: str, n_features: int, names) -> Non
             )
 
 
+def check_labels(labels: np.ndarray, source: str, n_rows: int) -> np.ndarray:
+    """The labels as booleans (True = anomaly); ValueError unless there is one per row and
+    each is 0 or 1."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != n_rows:
+        raise ValueError(
+            f"{source} has {n_rows} rows but {labels.size} labels in shape "
+            f"{tuple(labels.shape)}; expected one label (0 or 1) per row"
+        )
+    if labels.dtype == bool:
+        return labels
+    if not np.issubdtype(labels.dtype, np.number):
+        raise ValueError(f"{source}: labels are {labels.dtype} values; expected 0 or 1")
+    bad = ~np.isin(labels, (0, 1))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{source}: {int(bad.sum())} labels are neither 0 nor 1 (the first, in row "
+            f"{first}, is {labels[first].item()!r}); labels mark anomalies with 1 and normal rows "
+            "with 0"
+        )
+    return labels == 1
+
+
 def write_table(columns: dict[str, np.ndarray], destination: str | None) -> None:
     """Write equal-length columns to ``destination`` (format from its suffix), or as CSV to
     standard output when it is ``None`` or ``"-"``."""

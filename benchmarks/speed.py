@@ -90,21 +90,25 @@ def worker(job: dict) -> dict:
         from aae_anomaly.scoring import scoring_flops_per_row
 
         timed = {}
-        train = estimator.train
 
-        def timed_train(module, prior, train_rows, *args, **kwargs):
-            timed["rows"] = len(train_rows)
-            start = time.perf_counter()
-            history = train(module, prior, train_rows, *args, **kwargs)
-            timed["seconds"] = time.perf_counter() - start
-            return history
+        class TimedTrainer(estimator.Trainer):
+            """The estimator's trainer, timing the epochs alone (not calibration etc.)."""
 
-        estimator.train = timed_train
-        detector = estimator.AAEDetector(
-            encoder_params={"hidden": hidden}, latent_dim=LATENT, batch_size=BATCH_SIZE,
-            epochs=epochs, random_state=0,
-        ).fit(rows)
-        estimator.train = train
+            def fit(self, *args, **kwargs):
+                timed["rows"] = len(self.x_all)
+                start = time.perf_counter()
+                history = super().fit(*args, **kwargs)
+                timed["seconds"] = time.perf_counter() - start
+                return history
+
+        untimed, estimator.Trainer = estimator.Trainer, TimedTrainer
+        try:
+            detector = estimator.AAEDetector(
+                encoder_params={"hidden": hidden}, latent_dim=LATENT, batch_size=BATCH_SIZE,
+                epochs=epochs, random_state=0,
+            ).fit(rows)
+        finally:
+            estimator.Trainer = untimed
         result["train_rows"] = timed["rows"]
         result["epoch_seconds"] = timed["seconds"] / epochs
         result["flops_per_row"] = scoring_flops_per_row(detector.module_)

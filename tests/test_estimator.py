@@ -45,6 +45,7 @@ def test_history_has_one_entry_per_epoch_for_each_loss(small_rows):
     detector = AAEDetector(epochs=4, random_state=0).fit(small_rows)
     assert set(detector.history_) == {
         "reconstruction", "discriminator", "generator", "discriminator_accuracy",
+        "learning_rate_scale", "discriminator_overpowered",
     }
     assert all(len(values) == 4 for values in detector.history_.values())
     assert all(0 <= a <= 1 for a in detector.history_["discriminator_accuracy"])

@@ -10,22 +10,44 @@ Each mini-batch has two phases:
 Three Adam optimizers, one per step, each with its own learning rate. The data stay on the
 device as one tensor and batches are taken by index; losses are summed on the device and
 read back once per epoch.
+
+Faults are handled at the epoch level. Before each epoch the trainer keeps a copy of the
+networks, the optimizers and the random generator; an epoch whose mean losses or whose
+weights come out NaN or infinite is rolled back to that copy and run again with smaller
+learning rates, up to :data:`MAX_RETRIES` times, after which the fit stops with
+:class:`TrainingDivergedError`. The whole state (:meth:`Trainer.state_dict`) is what a
+checkpoint holds (see :mod:`aae_anomaly.engine.checkpoint`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import TrainingDivergedError
+from ..errors import TrainingDivergedError, TrainingWarning
 from ..priors import Prior
 from .model import AAEModule, mean_reconstruction_error
 
 HISTORY_KEYS = ("reconstruction", "discriminator", "generator", "discriminator_accuracy")
+# Per-epoch entries beyond the losses: the factor the learning rates were cut by after
+# divergence (1.0 when they never were), and 1.0 where the discriminator has overpowered
+# the encoder (accuracy above OVERPOWERED_ACCURACY for the last OVERPOWERED_EPOCHS epochs).
+RECORD_KEYS = (*HISTORY_KEYS, "learning_rate_scale", "discriminator_overpowered")
+
+# A diverged epoch is retried with the learning rates multiplied by LR_BACKOFF, at most
+# MAX_RETRIES times over the whole fit (so down to LR_BACKOFF ** MAX_RETRIES).
+LR_BACKOFF = 0.25
+MAX_RETRIES = 4
+OVERPOWERED_ACCURACY = 0.95
+OVERPOWERED_EPOCHS = 5
+
+OPTIMIZERS = ("autoencoder", "discriminator", "generator")
 
 
 @dataclass(frozen=True)
@@ -50,39 +72,94 @@ def train(
 ) -> dict[str, list[float]]:
     """Fit ``module`` on ``rows`` (flat, in the user's units, on the module's device).
 
-    Returns the per-epoch history: mean reconstruction, discriminator and generator losses
-    and the discriminator's accuracy.
+    Returns the per-epoch history: mean reconstruction, discriminator and generator losses,
+    the discriminator's accuracy, the learning-rate scale and the overpowering flag.
     """
-    encoder, decoder, discriminator = module.encoder, module.decoder, module.discriminator
-    # the fused kernel updates all of an optimizer's tensors in one pass instead of a
-    # dozen small element-wise operations per parameter
-    fused = {"fused": True} if rows.device.type in ("cpu", "cuda") else {}
-    autoencoder_opt = torch.optim.Adam(
-        [*encoder.parameters(), *decoder.parameters()], lr=config.lr_autoencoder, **fused
-    )
-    # beta1 = 0.5 is the usual choice for adversarial steps: less momentum, less oscillation
-    discriminator_opt = torch.optim.Adam(
-        discriminator.parameters(), lr=config.lr_discriminator, betas=(0.5, 0.999), **fused
-    )
-    generator_opt = torch.optim.Adam(
-        encoder.parameters(), lr=config.lr_generator, betas=(0.5, 0.999), **fused
-    )
-    bce = nn.functional.binary_cross_entropy_with_logits
+    return Trainer(module, prior, rows, config, generator).fit(on_epoch_end)
 
-    x_all = module.scale_input(rows)
-    n = len(x_all)
-    batch_size = max(1, min(config.batch_size, n))
-    device = x_all.device
-    history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
-    # the discriminator's targets, made once: batch_size ones (prior samples, "real"),
-    # then batch_size zeros (codes, "fake"); a short last batch takes a slice of each
-    ones = torch.ones(batch_size, device=device)
-    zeros = torch.zeros(batch_size, device=device)
-    full_targets = torch.cat([ones, zeros])
-    real_targets = full_targets.bool()
-    module.train()
 
-    for epoch in range(config.epochs):
+class Trainer:
+    """A fit in progress: the networks, their three optimizers, the random generator, the
+    epochs done and their history."""
+
+    def __init__(
+        self,
+        module: AAEModule,
+        prior: Prior,
+        rows: torch.Tensor,
+        config: TrainingConfig,
+        generator: torch.Generator,
+    ):
+        self.module, self.prior, self.config, self.generator = module, prior, config, generator
+        encoder, decoder, discriminator = module.encoder, module.decoder, module.discriminator
+        # the fused kernel updates all of an optimizer's tensors in one pass instead of a
+        # dozen small element-wise operations per parameter
+        fused = {"fused": True} if rows.device.type in ("cpu", "cuda") else {}
+        autoencoder_opt = torch.optim.Adam(
+            [*encoder.parameters(), *decoder.parameters()], lr=config.lr_autoencoder, **fused
+        )
+        # beta1 = 0.5 is the usual choice for adversarial steps: less momentum, less oscillation
+        discriminator_opt = torch.optim.Adam(
+            discriminator.parameters(), lr=config.lr_discriminator, betas=(0.5, 0.999), **fused
+        )
+        generator_opt = torch.optim.Adam(
+            encoder.parameters(), lr=config.lr_generator, betas=(0.5, 0.999), **fused
+        )
+        self.optimizers = dict(
+            zip(OPTIMIZERS, (autoencoder_opt, discriminator_opt, generator_opt), strict=True)
+        )
+        self.base_lr = {
+            "autoencoder": config.lr_autoencoder,
+            "discriminator": config.lr_discriminator,
+            "generator": config.lr_generator,
+        }
+        self.x_all = module.scale_input(rows)
+        self.epoch = 0  # epochs completed
+        self.lr_scale = 1.0
+        self.retries = 0
+        self.history: dict[str, list[float]] = {key: [] for key in RECORD_KEYS}
+
+    # -- the whole fit ---------------------------------------------------------------------
+    def fit(self, on_epoch_end: EpochCallback | None = None) -> dict[str, list[float]]:
+        """Run the remaining epochs; return the history."""
+        self.module.train()
+        while self.epoch < self.config.epochs:
+            before = self.snapshot()
+            metrics, weights_finite = self.run_epoch()
+            bad = [key for key, value in metrics.items() if not math.isfinite(value)]
+            if not weights_finite:
+                bad.append("weights")
+            if bad:
+                self._recover(before, bad)
+                continue
+            self._record(metrics)
+            self.epoch += 1
+            if on_epoch_end is not None:
+                on_epoch_end(self.epoch - 1, metrics)
+        self.module.eval()
+        self._warn_if_overpowered()
+        return self.history
+
+    def run_epoch(self) -> tuple[dict[str, float], bool]:
+        """One pass over the rows in a fresh random order: the epoch's mean losses and
+        accuracy, and whether every weight is still finite."""
+        module, prior, config, generator = self.module, self.prior, self.config, self.generator
+        discriminator = module.discriminator
+        autoencoder_opt = self.optimizers["autoencoder"]
+        discriminator_opt = self.optimizers["discriminator"]
+        generator_opt = self.optimizers["generator"]
+        bce = nn.functional.binary_cross_entropy_with_logits
+        x_all = self.x_all
+        n = len(x_all)
+        batch_size = max(1, min(config.batch_size, n))
+        device = x_all.device
+        # the discriminator's targets, made once: batch_size ones (prior samples, "real"),
+        # then batch_size zeros (codes, "fake"); a short last batch takes a slice of each
+        ones = torch.ones(batch_size, device=device)
+        zeros = torch.zeros(batch_size, device=device)
+        full_targets = torch.cat([ones, zeros])
+        real_targets = full_targets.bool()
+
         totals = torch.zeros(4, device=device)
         order = torch.randperm(n, generator=generator, device=device)
         for start in range(0, n, batch_size):
@@ -123,19 +200,105 @@ def train(
                     alpha=m,
                 )
 
-        epoch_means = (totals / n).tolist()  # the one host round trip of the epoch
-        metrics = dict(zip(HISTORY_KEYS, epoch_means, strict=True))
-        bad = [key for key, value in metrics.items() if not math.isfinite(value)]
-        if bad:
-            raise TrainingDivergedError(
-                f"training diverged in epoch {epoch + 1}: the {' and '.join(bad)} loss "
-                "became NaN or infinite; lower the learning rates (lr_autoencoder, "
-                "lr_discriminator, lr_generator) or check the input for extreme values"
-            )
-        for key, value in metrics.items():
-            history[key].append(value)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, metrics)
+        with torch.no_grad():
+            # a last step can leave NaN weights behind finite losses: check them too, in
+            # the same one host round trip of the epoch
+            finite = torch.stack([p.isfinite().all() for p in module.parameters()]).all()
+            values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)]).tolist()
+        metrics = dict(zip(HISTORY_KEYS, values[:4], strict=True))
+        return metrics, values[4] == 1.0
 
-    module.eval()
-    return history
+    # -- divergence ------------------------------------------------------------------------
+    def _recover(self, before: dict[str, Any], bad: list[str]) -> None:
+        """Roll back the diverged epoch and cut the learning rates, or give up."""
+        what = " and ".join(f"the {key}" if key == "weights" else f"the {key} loss" for key in bad)
+        if self.retries >= MAX_RETRIES:
+            lr = ", ".join(f"lr_{name}={lr:g}" for name, lr in self.base_lr.items())
+            raise TrainingDivergedError(
+                f"training diverged in epoch {self.epoch + 1}: {what} became NaN or infinite, "
+                f"and still did after {MAX_RETRIES} retries from the start of the epoch with "
+                f"the learning rates cut to {self.lr_scale:g} of the ones given ({lr}); "
+                "lower the learning rates further (e.g. 10x), or check the input for extreme "
+                "values"
+            )
+        self.load_state_dict(before)
+        self.retries += 1
+        self.lr_scale *= LR_BACKOFF
+        self._apply_lr_scale()
+        warnings.warn(
+            f"training diverged in epoch {self.epoch + 1} ({what} became NaN or infinite); "
+            f"rolled back to the start of the epoch and retrying with the learning rates "
+            f"cut to {self.lr_scale:g} of the ones given (retry {self.retries} of "
+            f"{MAX_RETRIES}); lower the learning rates to avoid this",
+            TrainingWarning,
+            stacklevel=4,
+        )
+
+    def _apply_lr_scale(self) -> None:
+        for name, optimizer in self.optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = self.base_lr[name] * self.lr_scale
+
+    # -- history ---------------------------------------------------------------------------
+    def _record(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.history[key].append(value)
+        self.history["learning_rate_scale"].append(self.lr_scale)
+        recent = self.history["discriminator_accuracy"][-OVERPOWERED_EPOCHS:]
+        overpowered = len(recent) == OVERPOWERED_EPOCHS and min(recent) > OVERPOWERED_ACCURACY
+        self.history["discriminator_overpowered"].append(float(overpowered))
+
+    def _warn_if_overpowered(self) -> None:
+        flags = self.history["discriminator_overpowered"]
+        if not flags or not flags[-1]:
+            return
+        accuracy = self.history["discriminator_accuracy"][-1]
+        warnings.warn(
+            f"the discriminator overpowered the encoder: its accuracy stayed above "
+            f"{OVERPOWERED_ACCURACY} for the last {OVERPOWERED_EPOCHS} epochs (final "
+            f"{accuracy:.3f}), so the codes do not follow the prior and the discriminator "
+            "and density scores are unreliable; lower lr_discriminator, raise lr_generator, "
+            "or use a larger latent_dim",
+            TrainingWarning,
+            stacklevel=4,
+        )
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed fit needs to continue exactly where this one is (tensors
+        are references, not copies; see :meth:`snapshot`)."""
+        return {
+            "module": self.module.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "lr_scale": self.lr_scale,
+            "retries": self.retries,
+            "history": {key: list(values) for key, values in self.history.items()},
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of :meth:`state_dict` that later steps do not change."""
+        return _cloned(self.state_dict())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        for name, optimizer in self.optimizers.items():
+            # load_state_dict keeps references to the tensors it is given: pass copies,
+            # so that a snapshot can be restored more than once
+            optimizer.load_state_dict(_cloned(state["optimizers"][name]))
+        self.generator.set_state(state["generator"].clone())
+        self.epoch = int(state["epoch"])
+        self.lr_scale = float(state["lr_scale"])
+        self.retries = int(state["retries"])
+        self.history = {key: list(values) for key, values in state["history"].items()}
+
+
+def _cloned(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: _cloned(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cloned(item) for item in value]
+    return value
