@@ -38,7 +38,6 @@ MAX_ROWS = 20_000
 AAE = "AAE"
 PYOD_DETECTORS = ("IForest", "KNN", "ECOD", "OCSVM", "AutoEncoder", "VAE", "DeepSVDD")
 DETECTORS = (AAE, *PYOD_DETECTORS)
-COMPONENTS = ("reconstruction", "discriminator", "density")
 
 
 # -- data -------------------------------------------------------------------------------
@@ -126,7 +125,7 @@ def evaluate(name: str, X_train, X_test, y_test, seed: int) -> dict:
         result["components"] = {
             key: float(roc_auc_score(y_test, values))
             for key, values in components.items()
-            if key in COMPONENTS
+            if key != "score"
         }
     return result
 
@@ -193,7 +192,7 @@ def _natural(name: str):
 
 def group_lines(title: str, table: dict, names: list[str], detectors: list[str]) -> list[str]:
     complete = [d for d in names if all(det in table.get(d, {}) for det in detectors)]
-    if not complete:
+    if not complete or not detectors:
         return []
     lines = [f"## {title}", ""]
     for metric, label in (("roc_auc", "ROC-AUC"), ("average_precision", "Average precision")):
@@ -236,6 +235,40 @@ def group_lines(title: str, table: dict, names: list[str], detectors: list[str])
     return lines
 
 
+def summary_lines(table: dict, groups: dict[str, list[str]]) -> list[str]:
+    """AAE against the PyOD detectors, per group, on the data sets every detector finished."""
+    lines = ["## Summary", ""]
+    for group, names in sorted(groups.items()):
+        detectors = [d for d in DETECTORS if all(d in table.get(n, {}) for n in names)]
+        complete = [n for n in names if n in table]
+        if AAE not in detectors or len(detectors) < 2 or len(complete) < len(names):
+            lines.append(f"- {group}: not every detector has finished every data set yet.")
+            continue
+        roc = {d: np.mean([table[n][d]["roc_auc"] for n in names]) for d in detectors}
+        ap = {d: np.mean([table[n][d]["average_precision"] for n in names]) for d in detectors}
+        values = np.array([[table[n][d]["roc_auc"] for d in detectors] for n in names])
+        ranks = dict(zip(detectors, np.array([_ranks(-r) for r in values]).mean(0), strict=True))
+        others = [d for d in detectors if d != AAE]
+        best_roc = max(others, key=roc.get)
+        best_rank = min(others, key=ranks.get)
+        lines.append(
+            f"- **{group}** ({len(names)} data sets; PyOD detectors here: {', '.join(others)}): "
+            f"AAE mean ROC-AUC {roc[AAE]:.3f} against the best PyOD detector's "
+            f"{roc[best_roc]:.3f} ({best_roc}); mean rank {ranks[AAE]:.2f} against "
+            f"{ranks[best_rank]:.2f} ({best_rank}); mean average precision {ap[AAE]:.3f} "
+            f"against {max(ap[d] for d in others):.3f}."
+        )
+        for deep in ("AutoEncoder", "VAE"):
+            if deep in roc:
+                ahead = roc[AAE] > roc[deep] and ap[AAE] > ap[deep]
+                lines.append(
+                    f"  - against PyOD's {deep}: ROC-AUC {roc[AAE]:.3f} vs {roc[deep]:.3f}, "
+                    f"AP {ap[AAE]:.3f} vs {ap[deep]:.3f}: "
+                    f"{'ahead on both' if ahead else 'not ahead on both'}."
+                )
+    return [*lines, ""]
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
@@ -269,6 +302,7 @@ def write_report(cache: dict, groups: dict[str, str], path: Path, seeds) -> None
     by_group: dict[str, list[str]] = {}
     for dataset, group in groups.items():
         by_group.setdefault(group, []).append(dataset)
+    lines += summary_lines(table, by_group)
     for group, names in sorted(by_group.items()):
         names = sorted(names, key=_natural)
         present = [det for det in DETECTORS if any(det in table.get(d, {}) for d in names)]

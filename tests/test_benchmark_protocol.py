@@ -1,0 +1,72 @@
+"""The quality benchmark's data protocol, and one real data set when it is present."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import quality  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def labelled(n_normal, n_anomalies, n_features=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_normal + n_anomalies, n_features)) * [1.0, 10.0, 100.0][:n_features]
+    y = np.r_[np.zeros(n_normal), np.ones(n_anomalies)].astype(int)
+    order = rng.permutation(len(y))
+    return X[order], y[order]
+
+
+def test_split_trains_on_60_percent_of_normal_rows_and_tests_on_the_rest():
+    X, y = labelled(100, 20)
+    X_train, X_test, y_test = quality.protocol_split(X, y, seed=0)
+    assert len(X_train) == 60
+    assert len(X_test) == 40 + 20
+    assert y_test.sum() == 20
+    # scaling is fitted on the training rows alone
+    np.testing.assert_allclose(X_train.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(X_train.std(axis=0), 1, atol=1e-12)
+
+
+def test_split_depends_on_the_seed_only():
+    X, y = labelled(50, 5)
+    first = quality.protocol_split(X, y, seed=1)
+    np.testing.assert_array_equal(first[0], quality.protocol_split(X, y, seed=1)[0])
+    assert not np.array_equal(first[0], quality.protocol_split(X, y, seed=2)[0])
+
+
+def test_large_sets_are_subsampled_keeping_every_anomaly(monkeypatch):
+    monkeypatch.setattr(quality, "MAX_ROWS", 30)
+    X, y = labelled(100, 10)
+    X_train, X_test, y_test = quality.protocol_split(X, y, seed=0)
+    assert len(X_train) == 30
+    assert len(X_test) == 30 and y_test.sum() == 10
+
+
+@pytest.mark.skipif(not (SHARED / "adbench").is_dir(), reason="../shared/data is absent")
+def test_real_data_set_through_the_protocol():
+    datasets = quality.find_datasets([SHARED / "adbench"])
+    X, y = quality.load_npz(datasets["42_WBC"][1])
+    result = quality.evaluate("AAE", *quality.protocol_split(X, y, seed=0), seed=0)
+    assert result["roc_auc"] > 0.95
+    assert set(result["components"]) == {
+        "reconstruction", "discriminator", "density", "neighbors",
+    }
+
+
+def test_scores_from_the_protocol_are_what_roc_auc_reads():
+    # anomaly scores must grow with abnormality for both libraries' detectors
+    X, y = labelled(200, 20)
+    X[y == 1] += 8.0
+    split = quality.protocol_split(X, y, seed=0)
+    result = quality.evaluate("AAE", *split, seed=0)
+    assert result["roc_auc"] == pytest.approx(
+        roc_auc_score(split[2], quality.anomaly_scores(
+            quality.make_detector("AAE", 3, 0).fit(split[0]), split[1]
+        ))
+    )
