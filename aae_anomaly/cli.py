@@ -102,31 +102,24 @@ def demo(dataset: str, seed: int) -> None:
 
 
 # -- fit ---------------------------------------------------------------------------------------
-class ContaminationType(click.ParamType):
-    name = "auto|FLOAT"
+class AutoOr(click.ParamType):
+    """``auto``, or a value of ``kind`` (int or float)."""
+
+    def __init__(self, kind: type):
+        self.kind = kind
+        self.name = f"auto|{'INTEGER' if kind is int else 'FLOAT'}"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, float) or value == "auto":
+        if value == "auto" or isinstance(value, self.kind):
             return value
         try:
-            return float(value)
+            return self.kind(value)
         except ValueError:
-            self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
+            noun = "an integer" if self.kind is int else "a number"
+            self.fail(f"{value!r} is neither 'auto' nor {noun}", param, ctx)
 
 
-class LatentDimType(click.ParamType):
-    name = "auto|INTEGER"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int) or value == "auto":
-            return value
-        try:
-            return int(value)
-        except ValueError:
-            self.fail(f"{value!r} is neither 'auto' nor an integer", param, ctx)
-
-
-LATENT_DIM = LatentDimType()
+LATENT_DIM = AutoOr(int)
 
 PLUGIN_OPTION_FLAGS = {"prior_params": "--prior-option", "encoder_params": "--encoder-option"}
 
@@ -185,7 +178,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 @click.option("--posterior", type=click.Choice(POSTERIORS), default=FIT_DEFAULTS["posterior"])
 @click.option(
     "--contamination",
-    type=ContaminationType(),
+    type=AutoOr(float),
     default=FIT_DEFAULTS["contamination"],
     help="Expected share of anomalies, sets the threshold; 'auto' flags scores above the "
     "99th percentile of held-out normal rows.",
@@ -383,9 +376,9 @@ def score(model, data, output, label_column, device) -> None:
     """Score every row of DATA with MODEL: one output row per input row.
 
     Columns: score (the combined anomaly score, larger is more anomalous), each component
-    (reconstruction, discriminator, and density for priors with a density), and
-    is_anomaly (1 when the score is above the model's threshold, else 0). An .npy output
-    is a float array with the columns in that order.
+    (reconstruction, discriminator, density for priors with a density, neighbors unless
+    fitted with n_neighbors=0), and is_anomaly (1 when the score is above the model's
+    threshold, else 0). An .npy output is a float array with the columns in that order.
 
     \b
     Example:

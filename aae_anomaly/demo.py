@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .datasets import load_dataset
 from .estimator import AAEDetector
+from .reports import Evaluation, evaluate, score_table
 
 DEFAULT_DATASET = "sklearn:name=breast_cancer"
 
@@ -20,27 +20,15 @@ class DemoReport:
     dataset: str
     n_features: int
     n_train: int
-    n_test: int
-    n_test_anomalies: int
     fit_seconds: float
-    roc_auc: float
-    average_precision: float
-    component_roc_auc: dict[str, float]
-    flagged: int
-    flagged_anomalies: int
+    evaluation: Evaluation
 
     def format(self) -> str:
-        components = ", ".join(f"{k} {v:.3f}" for k, v in self.component_roc_auc.items())
         return "\n".join(
             [
                 f"data set       {self.dataset} ({self.n_features} features)",
                 f"trained on     {self.n_train} normal rows in {self.fit_seconds:.1f} s",
-                f"scored         {self.n_test} held-out rows, {self.n_test_anomalies} anomalies",
-                f"ROC-AUC        {self.roc_auc:.3f}",
-                f"avg precision  {self.average_precision:.3f}",
-                f"by component   {components}",
-                f"flagged        {self.flagged} rows at the model's threshold, "
-                f"{self.flagged_anomalies} of them true anomalies",
+                self.evaluation.format(),
             ]
         )
 
@@ -62,23 +50,11 @@ def run_demo(
     detector = AAEDetector(random_state=seed).fit(data.X[normal[:n_train]])
     fit_seconds = time.perf_counter() - started
 
-    components = detector.score_components(data.X[test])
-    truth = labels[test]
-    flagged = detector.predict(data.X[test]) == -1
+    table = score_table(detector, data.X[test])
     return DemoReport(
         dataset=dataset,
         n_features=data.X[0].size,
         n_train=n_train,
-        n_test=len(test),
-        n_test_anomalies=int(truth.sum()),
         fit_seconds=fit_seconds,
-        roc_auc=float(roc_auc_score(truth, components["score"])),
-        average_precision=float(average_precision_score(truth, components["score"])),
-        component_roc_auc={
-            name: float(roc_auc_score(truth, values))
-            for name, values in components.items()
-            if name != "score"
-        },
-        flagged=int(flagged.sum()),
-        flagged_anomalies=int((flagged & truth).sum()),
+        evaluation=evaluate(table, labels[test], detector.offset_),
     )

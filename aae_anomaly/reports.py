@@ -19,7 +19,9 @@ from .modelfile import ModelHeader
 from .plugins import KINDS, PluginManager
 
 # The score table's columns, in the order of the .npy output's columns.
-SCORE_COLUMNS = ("score", "reconstruction", "discriminator", "density", "is_anomaly")
+SCORE_COLUMNS = (
+    "score", "reconstruction", "discriminator", "density", "neighbors", "is_anomaly",
+)
 
 
 def score_table(detector, X) -> dict[str, np.ndarray]:

@@ -148,7 +148,7 @@ def test_score_writes_csv_to_stdout_matching_the_model(files):
     result = run("score", files["model.aae"], files["test.csv"], "--label-column", "label")
     assert result.exit_code == 0, result.output
     table = read_csv_scores(result.stdout)
-    columns = ["score", "reconstruction", "discriminator", "density", "is_anomaly"]
+    columns = ["score", "reconstruction", "discriminator", "density", "neighbors", "is_anomaly"]
     assert list(table.columns) == columns
     model = aae_anomaly.load(files["model.aae"])
     X = pd.read_csv(files["test.csv"]).drop(columns="label")
@@ -168,7 +168,7 @@ def test_score_output_formats_hold_the_same_table(files):
     from_csv = read_csv_scores((root / "scores.csv").read_text())
     from_npy = np.load(root / "scores.npy")
     from_parquet = pd.read_parquet(root / "scores.parquet")
-    assert from_npy.shape == (200, 5) and from_npy.dtype == np.float64
+    assert from_npy.shape == (200, 6) and from_npy.dtype == np.float64
     np.testing.assert_array_equal(from_csv.to_numpy(dtype=float), from_npy)
     np.testing.assert_array_equal(from_parquet.to_numpy(dtype=float), from_npy)
     assert list(from_parquet.columns) == list(from_csv.columns)
@@ -207,7 +207,9 @@ def test_evaluate_reports_metrics_as_text_and_json(files):
     flagged = model.predict(frame[FEATURES]) == -1
     assert report["n_flagged"] == flagged.sum()
     assert report["true_positives"] == (flagged & (frame["label"] == 1)).sum()
-    assert set(report["component_roc_auc"]) == {"reconstruction", "discriminator", "density"}
+    assert set(report["component_roc_auc"]) == {
+        "reconstruction", "discriminator", "density", "neighbors",
+    }
 
 
 def test_evaluate_with_a_labelled_dataset_plugin(files):

@@ -8,14 +8,16 @@ from aae_anomaly.demo import run_demo
 
 def test_demo_report_on_the_default_bundled_set():
     report = run_demo()
-    assert report.n_test_anomalies > 0
-    assert report.n_train + report.n_test - report.n_test_anomalies == 357  # benign rows
-    assert report.roc_auc > 0.9
-    assert set(report.component_roc_auc) == {
+    evaluation = report.evaluation
+    assert evaluation.n_anomalies == 212  # malignant rows
+    assert report.n_train + evaluation.n_rows - evaluation.n_anomalies == 357  # benign rows
+    assert evaluation.roc_auc > 0.9
+    assert set(evaluation.component_roc_auc) == {
         "reconstruction", "discriminator", "density", "neighbors",
     }
     text = report.format()
-    assert f"ROC-AUC        {report.roc_auc:.3f}" in text
+    assert f"ROC-AUC        {evaluation.roc_auc:.4f}" in text
+    assert f"trained on     {report.n_train} normal rows" in text
 
 
 def test_demo_command_prints_the_report():
