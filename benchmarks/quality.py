@@ -219,7 +219,10 @@ def group_lines(title: str, table: dict, names: list[str], detectors: list[str])
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
     lines.append("")
     if all(AAE in table[d] for d in complete):
-        names_c = list(table[complete[0]][AAE]["components"])
+        from aae_anomaly.scoring import COMPONENTS
+
+        measured = table[complete[0]][AAE]["components"]
+        names_c = [c for c in COMPONENTS if c in measured]
         lines += [f"### What each AAE score component is worth ({title}, ROC-AUC)", "",
                   "| data set | " + " | ".join(names_c) + " | combined |",
                   "|---" * (len(names_c) + 2) + "|"]
