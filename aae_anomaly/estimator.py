@@ -38,7 +38,7 @@ SCORING_BATCH_SIZE = 4096
 MIN_CALIBRATION_ROWS = 5
 # The neighbors component compares with at most this many training rows: enough for a
 # stable density estimate, few enough that scoring stays fast and model files small.
-MAX_REFERENCE_ROWS = 10_000
+MAX_REFERENCE_ROWS = 4096
 # contamination="auto" flags rows scoring above this quantile of held-out normal rows.
 AUTO_QUANTILE = 0.99
 # The networks compute in float32: larger magnitudes cannot be represented.
@@ -98,7 +98,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     n_neighbors : int, default=5
         Neighbours averaged by the ``neighbors`` component, which measures distance to
         normal training rows in the AAE's (code, residual) coordinates. The model keeps
-        those coordinates for up to 10,000 training rows. ``0`` turns the component off,
+        those coordinates for up to 4,096 training rows. ``0`` turns the component off,
         and then no training rows are kept.
     calibration_fraction : float, default=0.1
         Share of the training rows held back to normalize the score components.
