@@ -206,9 +206,9 @@ def _epochs_in(path: Path) -> int:
         return -1
 
 
-def _interrupt(process, checkpoint: Path, after_epoch: int, signum: int) -> int:
+def _interrupt(process, checkpoint: Path, after_epoch: int, signum: int) -> tuple[int, str]:
     """Send ``signum`` once the checkpoint holds more than ``after_epoch`` epochs; return
-    the epochs it held just before."""
+    the epochs it held just before, and what the process wrote on stderr."""
     deadline = time.monotonic() + 120
     while _epochs_in(checkpoint) <= after_epoch:
         assert process.poll() is None, process.communicate()
@@ -216,8 +216,8 @@ def _interrupt(process, checkpoint: Path, after_epoch: int, signum: int) -> int:
         time.sleep(0.01)
     epochs = _epochs_in(checkpoint)
     process.send_signal(signum)
-    process.wait(timeout=120)
-    return epochs
+    _, stderr = process.communicate(timeout=120)  # also closes the pipes
+    return epochs, stderr
 
 
 @pytest.fixture(scope="module")
@@ -245,8 +245,7 @@ def test_cli_sigterm_then_resume_gives_the_same_model_file(tmp_path, cli_data):
     data, reference = cli_data
     output, checkpoints = tmp_path / "model.aae", tmp_path / "ckpt"
     process = _cli("fit", str(data), "-o", str(output), *CLI_FIT, "--checkpoint", str(checkpoints))
-    done = _interrupt(process, checkpoints / FILENAME, 0, signal.SIGTERM)
-    stderr = process.stderr.read()
+    done, stderr = _interrupt(process, checkpoints / FILENAME, 0, signal.SIGTERM)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert 1 <= done < EPOCHS
     assert "Error: fit interrupted by SIGTERM" in stderr and "--resume" in stderr
@@ -263,12 +262,12 @@ def test_cli_sigint_and_sigkill_then_resume_gives_the_same_model_file(tmp_path, 
     output.write_bytes(b"an older model")  # an interrupted fit leaves it as it was
     args = ["fit", str(data), "-o", str(output), *CLI_FIT, "--checkpoint", str(checkpoints)]
     process = _cli(*args)
-    first = _interrupt(process, checkpoints / FILENAME, 0, signal.SIGINT)
+    first, stderr = _interrupt(process, checkpoints / FILENAME, 0, signal.SIGINT)
     assert process.returncode == 128 + signal.SIGINT
-    assert "Error: fit interrupted by SIGINT" in process.stderr.read()
+    assert "Error: fit interrupted by SIGINT" in stderr
     # resume, and kill that one outright after it has done at least one more epoch
     process = _cli(*args, "--resume")
-    second = _interrupt(process, checkpoints / FILENAME, first, signal.SIGKILL)
+    second, _ = _interrupt(process, checkpoints / FILENAME, first, signal.SIGKILL)
     assert process.returncode == -signal.SIGKILL
     assert first < second < EPOCHS
     assert output.read_bytes() == b"an older model"
