@@ -62,22 +62,6 @@ class TrainingConfig:
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
-def train(
-    module: AAEModule,
-    prior: Prior,
-    rows: torch.Tensor,
-    config: TrainingConfig,
-    generator: torch.Generator,
-    on_epoch_end: EpochCallback | None = None,
-) -> dict[str, list[float]]:
-    """Fit ``module`` on ``rows`` (flat, in the user's units, on the module's device).
-
-    Returns the per-epoch history: mean reconstruction, discriminator and generator losses,
-    the discriminator's accuracy, the learning-rate scale and the overpowering flag.
-    """
-    return Trainer(module, prior, rows, config, generator).fit(on_epoch_end)
-
-
 class Trainer:
     """A fit in progress: the networks, their three optimizers, the random generator, the
     epochs done and their history."""
