@@ -110,9 +110,16 @@ def raw_components(
     device: torch.device,
     workers: int = 1,
     n_neighbors: int = 5,
+    classes: np.ndarray | None = None,
+    chosen_classes: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Each component for each row of ``rows`` (flat, in the user's units); ``workers``
     batches at a time on the CPU (see :func:`~aae_anomaly.engine.inference.for_each_batch`).
+
+    For a label-conditioned model (``module.n_classes > 0``), the class-dependent
+    components use each row's class index from ``classes``, or else its best-matching
+    class (see :mod:`aae_anomaly.conditioning`); ``chosen_classes``, when given, receives
+    the class index each row used.
     """
     names = available_components(module, prior)
     out = {name: np.empty(len(rows), dtype=np.float64) for name in names}
@@ -122,12 +129,17 @@ def raw_components(
         x = module.scale_input(batch)
         z = module.encode(x)
         output = module.decode(z)
-        values = {
-            "reconstruction": per_sample_reconstruction_error(output, x, module.loss),
-            "discriminator": -module.discriminator(z),
-        }
+        values = {"reconstruction": per_sample_reconstruction_error(output, x, module.loss)}
+        if module.n_classes:
+            values.update(
+                _conditioned(module, prior, z, where, classes, chosen_classes, "density" in out)
+            )
+        else:
+            values["discriminator"] = -module.discriminator(z)
+            if "density" in out:
+                values["density"] = -prior.log_prob(z)
         if "density" in out:
-            values["density"] = (-prior.log_prob(z)).nan_to_num(
+            values["density"] = values["density"].nan_to_num(
                 nan=DENSITY_CAP, posinf=DENSITY_CAP
             ).clamp(max=DENSITY_CAP)
         if "neighbors" in out:
@@ -140,6 +152,20 @@ def raw_components(
 
     for_each_batch(rows, batch_size, device, work, workers)
     return out
+
+
+def _conditioned(module, prior, z, where, classes, chosen_classes, with_density):
+    from .conditioning import conditioned_values
+
+    given = None
+    if classes is not None:
+        given = torch.zeros(len(z), dtype=torch.long, device=z.device)
+        given[: where.stop - where.start] = torch.from_numpy(classes[where]).to(z.device)
+    values = conditioned_values(module, prior, z, given, with_density)
+    chosen = values.pop("class")
+    if chosen_classes is not None:
+        chosen_classes[where] = chosen[: where.stop - where.start].cpu().numpy()
+    return values
 
 
 def scoring_flops_per_row(module: AAEModule) -> int:

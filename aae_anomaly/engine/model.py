@@ -47,9 +47,13 @@ class AAEModule(nn.Module):
         center: torch.Tensor,
         scale: torch.Tensor,
         n_reference: int = 0,
+        n_classes: int = 0,
     ):
         super().__init__()
         self.encoder, self.decoder, self.discriminator = encoder, decoder, discriminator
+        # Label-conditioned regularization: the discriminator takes the code followed by a
+        # one-hot class vector of this many entries (0: unconditioned, the code alone).
+        self.n_classes = n_classes
         self.input_shape = tuple(input_shape)
         self.latent_dim = latent_dim
         self.posterior = posterior
