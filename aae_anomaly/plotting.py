@@ -143,6 +143,9 @@ def plot_map(
             )
         axes.legend(markerscale=2, fontsize="small", loc="best")
     title = f"{how} of {len(points)} rows, {detector.prior} prior"
+    normal_classes = getattr(detector, "normal_classes_", None)
+    if normal_classes is not None:
+        title += f", {len(normal_classes)} classes"
     axes.set_title(title)
     axes.set_xlabel("axis 1" if how.startswith("PCA") else "z0")
     axes.set_ylabel("axis 2" if how.startswith("PCA") else ("z1" if codes.shape[1] > 1 else ""))

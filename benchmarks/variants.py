@@ -20,7 +20,8 @@ Parts:
     AAE (10-component mixture prior, 2-D code) fitted without and with ``classes``.
     Measured: ROC-AUC of each score component on the test half, and how often the
     best-matching class of a held-out normal digit is its own. Figure: the conditioned
-    model's map of the test half (``docs/figures/digits-conditioned-map.png``).
+    model's map of the test half (``docs/figures/digits-conditioned-map.png``) and its
+    score histogram with the threshold (``docs/figures/digits-conditioned-histogram.png``).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def part_map(args) -> None:
 
 def part_conditioned(args) -> None:
     from aae_anomaly import AAEDetector
-    from aae_anomaly.plotting import plot_map
+    from aae_anomaly.plotting import plot_histogram, plot_map
 
     X_train, y_train, X_test, y_test = digits_halves()
     normal = y_train < 5
@@ -131,6 +132,9 @@ def part_conditioned(args) -> None:
             plot_map(
                 detector, X_test, path, color="label", labels=y_test, size=(5.5, 4.5), dpi=80
             )
+            print(f"conditioned: wrote {path.relative_to(ROOT)}")
+            path = FIGURES / "digits-conditioned-histogram.png"
+            plot_histogram(detector, X_test, path, labels=anomalous, size=(5.5, 3.5), dpi=80)
             print(f"conditioned: wrote {path.relative_to(ROOT)}")
 
 

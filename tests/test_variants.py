@@ -212,3 +212,12 @@ def test_cli_fit_and_score_with_a_classes_column(tmp_path):
         "--classes-column", "type",
     ])
     assert result.exit_code == 2 and "no column 'type'" in result.stderr
+
+
+def test_map_of_a_conditioned_model_names_its_classes(conditioned, tmp_path):
+    pytest.importorskip("matplotlib")
+    from aae_anomaly.plotting import plot_map
+
+    detector, X, classes = conditioned
+    drawn = plot_map(detector, X, tmp_path / "m.png", color="label", labels=classes)
+    assert drawn["title"] == "latent code of 90 rows, mixture prior, 3 classes"
