@@ -210,6 +210,12 @@ def _given(ctx: click.Context, name: str) -> bool:
     "regularization; needs --prior mixture or swiss_roll with a region per class).",
 )
 @click.option(
+    "--known-anomalies",
+    is_flag=True,
+    help="Semi-supervised: keep DATA's labelled anomalies (label 1) as known anomalies, "
+    "which raise the score of rows near them, instead of leaving them out.",
+)
+@click.option(
     "--checkpoint",
     "checkpoint_dir",
     metavar="DIR",
@@ -232,6 +238,7 @@ def fit(
     config_file,
     label_column,
     classes_column,
+    known_anomalies,
     checkpoint_dir,
     resume,
     quiet,
@@ -268,9 +275,13 @@ def fit(
         classes = None
         if classes_column:
             dataset, classes = _pop_column(dataset, data, classes_column)
-        rows, note = _normal_rows(dataset, data)
-        if classes is not None and dataset.y is not None:
-            classes = classes[~check_labels(dataset.y, data, len(dataset.X))]
+        anomaly_labels = None
+        if known_anomalies:
+            rows, anomaly_labels, note = _with_known_anomalies(dataset, data)
+        else:
+            rows, note = _normal_rows(dataset, data)
+            if classes is not None and dataset.y is not None:
+                classes = classes[~check_labels(dataset.y, data, len(dataset.X))]
         if note and not quiet:
             click.echo(note, err=True)
         if rows.ndim == 2:  # name the columns if a value cannot be trained on
@@ -278,7 +289,13 @@ def fit(
         detector = AAEDetector(**settings, verbose=not quiet and sys.stderr.isatty())
         if resume and not quiet:
             click.echo(_resume_note(checkpoint_dir), err=True)
-        detector.fit(rows, classes=classes, checkpoint_dir=checkpoint_dir, resume=resume)
+        detector.fit(
+            rows,
+            classes=classes,
+            anomaly_labels=anomaly_labels,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+        )
         names = dataset.feature_names
         if names is not None and rows.ndim == 2 and len(names) == rows.shape[1]:
             # fit saw a bare array; keep the file's column names so that `score` can check
@@ -356,6 +373,20 @@ def _pop_column(dataset, source: str, name: str):
         dataset, X=dataset.X[:, kept], feature_names=[names[i] for i in kept]
     )
     return remaining, values
+
+
+def _with_known_anomalies(dataset, source: str):
+    if dataset.y is None:
+        raise ValueError(
+            f"--known-anomalies needs labels; {source} has none (use an .npz with y, a "
+            "labelled dataset plugin, or --label-column NAME)"
+        )
+    marked = check_labels(dataset.y, source, len(dataset.X))
+    note = (
+        f"note: training on DATA's {int((~marked).sum())} normal rows; its "
+        f"{int(marked.sum())} labelled anomalies are kept as known anomalies"
+    )
+    return dataset.X, marked, note
 
 
 def _normal_rows(dataset, source: str):

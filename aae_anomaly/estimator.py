@@ -180,7 +180,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, X, y=None, *, classes=None, checkpoint_dir=None, resume=False):
+    def fit(
+        self, X, y=None, *, classes=None, anomaly_labels=None, checkpoint_dir=None, resume=False
+    ):
         """Fit on ``X``, rows of normal data.
 
         ``y`` is not used; when given, it must have one entry per row of ``X``.
@@ -190,6 +192,14 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         region of the latent space (see :mod:`aae_anomaly.conditioning`). It needs a prior
         with a region per class: ``mixture`` (``n_components``) or ``swiss_roll``
         (``n_segments``) with at least as many regions as classes.
+
+        ``anomaly_labels`` (optional) marks known anomalies among the rows of ``X`` with 1
+        (normal or unknown rows 0): semi-supervised detection. Those rows are not trained
+        or calibrated on; the model keeps their (code, residual) coordinates, and a row
+        closer to a known anomaly than to its normal neighbours gets a higher
+        ``neighbors`` component (see :func:`aae_anomaly.scoring.with_known_anomalies`).
+        Needs ``n_neighbors > 0``. Class labels of normal rows go to ``classes``, never
+        here.
 
         With ``checkpoint_dir``, the state of the fit is written there after every epoch
         (which needs an integer ``random_state``); ``resume=True`` continues from it, with
@@ -207,6 +217,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         _check_values(X, getattr(self, "feature_names_in_", None), limit=FLOAT32_MAX)
         if y is not None:
             check_consistent_length(X, y)
+        known_anomalies = None
+        if anomaly_labels is not None:
+            X, classes, known_anomalies = self._without_known_anomalies(X, classes, anomaly_labels)
         class_index = None
         if classes is not None:
             from .conditioning import encode_classes
@@ -243,12 +256,16 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             chosen = rng.choice(len(train_rows), MAX_REFERENCE_ROWS, replace=False)
             reference_rows = train_rows[np.sort(chosen)]
         n_reference = len(reference_rows) if self.n_neighbors else 0
+        if known_anomalies is not None and len(known_anomalies) > MAX_REFERENCE_ROWS:
+            chosen = rng.choice(len(known_anomalies), MAX_REFERENCE_ROWS, replace=False)
+            known_anomalies = known_anomalies[np.sort(chosen)]
+        n_anomalies = 0 if known_anomalies is None else len(known_anomalies)
 
         device = resolve_device(self.device)
         with seeded(seed, device) as generator, flush_denormals():
             center, scale = _input_scaling(train_rows, self.reconstruction_loss)
             module = self._build_module(
-                architecture, input_shape, center, scale, n_reference
+                architecture, input_shape, center, scale, n_reference, n_anomalies
             ).to(device)
             rows = torch.tensor(train_rows, dtype=torch.float32, device=device)
             row_classes = None
@@ -266,6 +283,12 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                     module.reference.copy_(
                         joint_coordinates(
                             module, reference_rows, SCORING_BATCH_SIZE, device, workers
+                        )
+                    )
+                if n_anomalies:
+                    module.anomaly_reference.copy_(
+                        joint_coordinates(
+                            module, known_anomalies, SCORING_BATCH_SIZE, device, workers
                         )
                     )
             self.module_, self.prior_, self.device_ = module, prior, device
@@ -289,6 +312,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         center: np.ndarray,
         scale: np.ndarray,
         n_reference: int = 0,
+        n_anomaly_reference: int = 0,
     ) -> AAEModule:
         """The untrained networks for this configuration; ``fit`` and model-file loading
         both build through here, so a stored state dict always matches what is built."""
@@ -307,7 +331,42 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             torch.from_numpy(scale),
             n_reference,
             n_classes,
+            n_anomaly_reference,
         )
+
+    def _without_known_anomalies(self, X: np.ndarray, classes, anomaly_labels):
+        """The normal rows, their classes, and the rows ``anomaly_labels`` marks with 1."""
+        labels = np.asarray(anomaly_labels)
+        if labels.shape != (len(X),):
+            raise ValueError(
+                f"anomaly_labels must hold one label (0 or 1) per row of X ({len(X)}), got "
+                f"shape {labels.shape}"
+            )
+        if labels.dtype != bool and not (
+            np.issubdtype(labels.dtype, np.number) and np.isin(labels, (0, 1)).all()
+        ):
+            raise ValueError(
+                "anomaly_labels must be 0 (normal or unknown) or 1 (a known anomaly); class "
+                "labels of normal rows go to classes="
+            )
+        marked = labels.astype(bool)
+        if not self.n_neighbors:
+            raise ValueError(
+                "known anomalies are used through the neighbors component: anomaly_labels "
+                "needs n_neighbors > 0"
+            )
+        if (~marked).sum() < 2:
+            raise ValueError("anomaly_labels must leave at least 2 normal rows to train on")
+        if classes is not None:
+            classes = np.asarray(classes)
+            if classes.shape != (len(X),):
+                raise ValueError(
+                    f"classes must hold one class label per row of X ({len(X)}), got shape "
+                    f"{classes.shape}"
+                )
+            classes = classes[~marked]
+        known = X[marked] if marked.any() else None
+        return X[~marked], classes, known
 
     def _restore_fitted_state(
         self,

@@ -95,7 +95,11 @@ def _describe(detector: AAEDetector, tensors: dict[str, torch.Tensor]) -> dict[s
     normal_classes = getattr(detector, "normal_classes_", None)
     document = {
         "format": FORMAT_NAME,
-        "format_version": 1 if normal_classes is None else 2,
+        "format_version": (
+            1
+            if normal_classes is None and detector.module_.anomaly_reference is None
+            else 2
+        ),
         "library_version": __version__,
         "torch_version": torch.__version__,
         "params": _json_params(detector.get_params(deep=False)),
@@ -188,6 +192,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
             raise ModelFileError(f"{path}: {exc}") from None
     architecture = _rebuild(path, "encoder", document["encoder"], None)
     n_reference = _reference_rows(tensors)
+    n_anomalies = _reference_rows(tensors, "anomaly_reference")
     for name in ("center", "scale"):
         stored = tensors.get(name)
         if stored is None or tuple(stored.shape) != (n_features,):
@@ -200,12 +205,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
     try:
         with torch.device("meta"):
             expected = _build(
-                detector, architecture, input_shape, n_features, n_reference
+                detector, architecture, input_shape, n_features, n_reference, n_anomalies
             ).state_dict()
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{path}: the encoder cannot be rebuilt: {exc}") from None
     _check_tensors_fit(path, expected, tensors)
-    module = _build(detector, architecture, input_shape, n_features, n_reference)
+    module = _build(detector, architecture, input_shape, n_features, n_reference, n_anomalies)
     module.load_state_dict(tensors, strict=True)
     calibration = _calibration_in_scoring_order(
         path, document["calibration"], module, prior
@@ -227,13 +232,21 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
     )
 
 
-def _build(detector: AAEDetector, architecture, input_shape, n_features: int, n_reference: int):
+def _build(
+    detector: AAEDetector,
+    architecture,
+    input_shape,
+    n_features: int,
+    n_reference: int,
+    n_anomalies: int = 0,
+):
     return detector._build_module(
         architecture,
         input_shape,
         np.zeros(n_features, dtype=np.float32),  # placeholders: the stored
         np.ones(n_features, dtype=np.float32),  # buffers replace them
         n_reference,
+        n_anomalies,
     )
 
 
@@ -280,10 +293,10 @@ def _source(entry: dict[str, Any]) -> str:
     return f"from {entry['distribution']} {entry['version']}"
 
 
-def _reference_rows(tensors: dict[str, torch.Tensor]) -> int:
+def _reference_rows(tensors: dict[str, torch.Tensor], name: str = "reference") -> int:
     """Rows in the neighbors component's reference set; its width is checked with the
     other shapes against what the configuration builds."""
-    reference = tensors.get("reference")
+    reference = tensors.get(name)
     return int(reference.shape[0]) if reference is not None and reference.dim() == 2 else 0
 
 

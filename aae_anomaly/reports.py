@@ -153,6 +153,11 @@ def format_model(header: ModelHeader) -> str:
         f"batch size {params['batch_size']}, seed {params['random_state']}",
         f"final losses   {final or '(none)'}",
     ]
+    known = [t for t in header.tensors if t.name == "anomaly_reference"]
+    if known:
+        lines.insert(
+            5, f"known anomalies {known[0].shape[0]}, raising the neighbors component near them"
+        )
     classes = doc.get("normal_classes")
     if classes is not None:
         shown = ", ".join(map(str, classes[:10])) + (" ..." if len(classes) > 10 else "")

@@ -46,6 +46,8 @@ DENSITY_CAP = 1e4
 # Query rows per distance computation against the reference set; a divisor of the scoring
 # batch size, so every row's distances come from identically shaped matrix products.
 NEIGHBOR_QUERY_ROWS = 512
+# The most a known anomaly nearby multiplies the neighbors component by.
+KNOWN_ANOMALY_CAP = 1e3
 
 
 def available_components(module: AAEModule, prior: Prior) -> tuple[str, ...]:
@@ -82,6 +84,19 @@ def mean_neighbor_distance(
         direct = (chunk.unsqueeze(1) - reference[nearest]).norm(dim=2)
         distances[start : start + len(chunk)] = direct.mean(dim=1)
     return distances
+
+
+def with_known_anomalies(
+    normal_distance: torch.Tensor, joint: torch.Tensor, anomalies: torch.Tensor
+) -> torch.Tensor:
+    """The neighbors component of a model that knows some anomalies: the mean distance
+    ``d`` to the nearest normal rows, multiplied by ``d / a`` where that is above 1, ``a``
+    being the distance to the nearest known anomaly. A row closer to a known anomaly than
+    to its normal neighbours scores higher the closer it is (up to
+    :data:`KNOWN_ANOMALY_CAP` times); every other row keeps its score."""
+    nearest_anomaly = mean_neighbor_distance(joint, anomalies, 1)
+    ratio = normal_distance / nearest_anomaly.clamp(min=1e-12)
+    return normal_distance * ratio.clamp(min=1.0, max=KNOWN_ANOMALY_CAP)
 
 
 def joint_coordinates(
@@ -142,9 +157,16 @@ def raw_components(
             values["density"] = values["density"].nan_to_num(
                 nan=DENSITY_CAP, posinf=DENSITY_CAP
             ).clamp(max=DENSITY_CAP)
-        if "neighbors" in out:
+        if "neighbors" in out and module.anomaly_reference is None:
             values["neighbors"] = mean_neighbor_distance(
                 module.joint_coordinates(x, z, output), module.reference, n_neighbors
+            )
+        elif "neighbors" in out:
+            joint = module.joint_coordinates(x, z, output)
+            values["neighbors"] = with_known_anomalies(
+                mean_neighbor_distance(joint, module.reference, n_neighbors),
+                joint,
+                module.anomaly_reference,
             )
         m = where.stop - where.start
         for name in names:

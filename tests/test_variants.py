@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -221,3 +222,97 @@ def test_map_of_a_conditioned_model_names_its_classes(conditioned, tmp_path):
     detector, X, classes = conditioned
     drawn = plot_map(detector, X, tmp_path / "m.png", color="label", labels=classes)
     assert drawn["title"] == "latent code of 90 rows, mixture prior, 3 classes"
+
+
+# -- semi-supervised detection: known anomalies -------------------------------------------------
+def with_known_anomalies(seed: int = 0):
+    """Normal rows around the origin, and one tight cluster of anomalies off to the side
+    whose points lie closer to the normal rows than the normal rows' spread suggests."""
+    rng = np.random.default_rng(seed)
+    normal = rng.normal(size=(200, 4))
+    cluster = rng.normal(loc=[2.2, 2.2, 0, 0], scale=0.05, size=(20, 4))
+    return normal, cluster
+
+
+def test_known_anomalies_raise_the_score_near_them():
+    normal, cluster = with_known_anomalies()
+    X = np.vstack([normal, cluster[:5]])
+    labels = np.r_[np.zeros(len(normal)), np.ones(5)]
+    plain = AAEDetector(**FAST).fit(normal)
+    semi = AAEDetector(**FAST).fit(X, anomaly_labels=labels)
+    assert semi.module_.anomaly_reference.shape[0] == 5
+    # the same normal rows were trained on, with the same seed: the networks are identical
+    np.testing.assert_array_equal(semi.transform(normal), plain.transform(normal))
+    unseen = cluster[5:]
+    assert (semi.score_components(unseen)["neighbors"]
+            >= plain.score_components(unseen)["neighbors"]).all()
+    assert np.median(-semi.score_samples(unseen)) > np.median(-plain.score_samples(unseen))
+    # rows nearer their normal neighbours than any known anomaly keep their component
+    far = semi.score_components(normal)["neighbors"] == plain.score_components(normal)["neighbors"]
+    assert far.mean() > 0.9
+
+
+def test_known_anomaly_model_file_round_trip(tmp_path):
+    normal, cluster = with_known_anomalies()
+    X = np.vstack([normal, cluster[:5]])
+    labels = np.r_[np.zeros(len(normal), dtype=int), np.ones(5, dtype=int)]
+    detector = AAEDetector(**FAST).fit(X, anomaly_labels=labels == 1)
+    detector.save(tmp_path / "m.aae")
+    assert read_header(tmp_path / "m.aae").document["format_version"] == 2
+    loaded = load(tmp_path / "m.aae")
+    assert loaded.module_.anomaly_reference.shape == detector.module_.anomaly_reference.shape
+    np.testing.assert_array_equal(loaded.score_samples(cluster), detector.score_samples(cluster))
+
+
+def test_known_anomalies_with_classes_of_normal_rows():
+    X, classes = three_classes()
+    anomalies = np.full((4, 4), 6.0)
+    rows = np.vstack([X, anomalies])
+    detector = AAEDetector(**MIXTURE, **FAST).fit(
+        rows,
+        classes=np.concatenate([classes, ["nut"] * 4]),
+        anomaly_labels=np.r_[np.zeros(len(X)), 1, 1, 1, 1],
+    )
+    assert detector.normal_classes_.tolist() == ["bolt", "nut", "screw"]
+    assert detector.module_.anomaly_reference.shape[0] == 4
+
+
+@pytest.mark.parametrize(
+    "labels, params, fragment",
+    [
+        (np.r_[np.zeros(10), 2 * np.ones(2)], {}, "0 (normal or unknown) or 1"),
+        (np.zeros(5), {}, "one label (0 or 1) per row"),
+        (np.r_[np.zeros(10), np.ones(2)], {"n_neighbors": 0}, "n_neighbors > 0"),
+        (np.r_[0, np.ones(11)], {}, "at least 2 normal rows"),
+    ],
+)
+def test_bad_anomaly_labels_are_refused(labels, params, fragment):
+    X = np.random.default_rng(0).normal(size=(12, 3))
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        AAEDetector(**FAST, **params).fit(X, anomaly_labels=labels)
+
+
+def test_no_known_anomalies_is_the_plain_fit():
+    normal, _ = with_known_anomalies()
+    plain = AAEDetector(**FAST).fit(normal)
+    none = AAEDetector(**FAST).fit(normal, anomaly_labels=np.zeros(len(normal)))
+    assert none.module_.anomaly_reference is None
+    np.testing.assert_array_equal(none.score_samples(normal), plain.score_samples(normal))
+
+
+def test_cli_fit_with_known_anomalies(tmp_path):
+    normal, cluster = with_known_anomalies()
+    np.savez(tmp_path / "train.npz", X=np.vstack([normal, cluster[:5]]),
+             y=np.r_[np.zeros(len(normal)), np.ones(5)])
+    runner = CliRunner()
+    result = runner.invoke(main, ["fit", str(tmp_path / "train.npz"), "-o",
+                                  str(tmp_path / "m.aae"), "--epochs", "2", "--known-anomalies"])
+    assert result.exit_code == 0, result.output
+    assert "200 normal rows; its 5 labelled anomalies are kept as known anomalies" in result.stderr
+    assert load(tmp_path / "m.aae").module_.anomaly_reference.shape[0] == 5
+    result = runner.invoke(main, ["info", str(tmp_path / "m.aae")])
+    assert "known anomalies 5, raising the neighbors component near them" in result.stdout
+    np.save(tmp_path / "train.npy", normal)
+    result = runner.invoke(main, ["fit", str(tmp_path / "train.npy"), "-o",
+                                  str(tmp_path / "n.aae"), "--known-anomalies"])
+    assert result.exit_code == 2 and "--known-anomalies needs labels" in result.stderr

@@ -48,6 +48,7 @@ class AAEModule(nn.Module):
         scale: torch.Tensor,
         n_reference: int = 0,
         n_classes: int = 0,
+        n_anomaly_reference: int = 0,
     ):
         super().__init__()
         self.encoder, self.decoder, self.discriminator = encoder, decoder, discriminator
@@ -64,6 +65,14 @@ class AAEModule(nn.Module):
         # score component; filled by fit, empty when that component is off.
         n_features = int(center.numel())
         self.register_buffer("reference", torch.zeros(n_reference, latent_dim + n_features))
+        # Joint coordinates of known anomalies (semi-supervised detection), which raise the
+        # neighbors component near them; None (and not stored) when there are none.
+        self.register_buffer(
+            "anomaly_reference",
+            torch.zeros(n_anomaly_reference, latent_dim + n_features)
+            if n_anomaly_reference
+            else None,
+        )
 
     def scale_input(self, rows: torch.Tensor) -> torch.Tensor:
         x = (rows - self.center) / self.scale
