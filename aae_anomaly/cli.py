@@ -289,6 +289,7 @@ def fit(
         detector = AAEDetector(**settings, verbose=not quiet and sys.stderr.isatty())
         if resume and not quiet:
             click.echo(_resume_note(checkpoint_dir), err=True)
+        n_trained = len(rows) if anomaly_labels is None else int((~anomaly_labels).sum())
         detector.fit(
             rows,
             classes=classes,
@@ -305,7 +306,7 @@ def fit(
     if not quiet:
         click.echo(
             f"saved {output}: {detector.prior} prior, {detector.encoder} encoder, "
-            f"{len(rows)} rows, {detector.epochs} epochs, "
+            f"{n_trained} rows, {detector.epochs} epochs, "
             f"threshold score > {-detector.offset_:.4g}",
             err=True,
         )
