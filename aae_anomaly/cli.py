@@ -8,6 +8,7 @@ notes and errors go to standard error. Bad input or usage exits with status 2 an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -202,6 +203,19 @@ def _given(ctx: click.Context, name: str) -> bool:
     "are left out of training.",
 )
 @click.option(
+    "--classes-column",
+    metavar="NAME",
+    help="Column of class labels of the normal rows (whole numbers) in a .csv/.parquet "
+    "DATA: each class gets its own region of the latent space (label-conditioned "
+    "regularization; needs --prior mixture or swiss_roll with a region per class).",
+)
+@click.option(
+    "--known-anomalies",
+    is_flag=True,
+    help="Semi-supervised: keep DATA's labelled anomalies (label 1) as known anomalies, "
+    "which raise the score of rows near them, instead of leaving them out.",
+)
+@click.option(
     "--checkpoint",
     "checkpoint_dir",
     metavar="DIR",
@@ -223,6 +237,8 @@ def fit(
     output,
     config_file,
     label_column,
+    classes_column,
+    known_anomalies,
     checkpoint_dir,
     resume,
     quiet,
@@ -256,7 +272,16 @@ def fit(
         settings = merge_settings(config, explicit)
 
         dataset = read_data(data, label_column)
-        rows, note = _normal_rows(dataset, data)
+        classes = None
+        if classes_column:
+            dataset, classes = _pop_column(dataset, data, classes_column)
+        anomaly_labels = None
+        if known_anomalies:
+            rows, anomaly_labels, note = _with_known_anomalies(dataset, data)
+        else:
+            rows, note = _normal_rows(dataset, data)
+            if classes is not None and dataset.y is not None:
+                classes = classes[~check_labels(dataset.y, data, len(dataset.X))]
         if note and not quiet:
             click.echo(note, err=True)
         if rows.ndim == 2:  # name the columns if a value cannot be trained on
@@ -264,7 +289,14 @@ def fit(
         detector = AAEDetector(**settings, verbose=not quiet and sys.stderr.isatty())
         if resume and not quiet:
             click.echo(_resume_note(checkpoint_dir), err=True)
-        detector.fit(rows, checkpoint_dir=checkpoint_dir, resume=resume)
+        n_trained = len(rows) if anomaly_labels is None else int((~anomaly_labels).sum())
+        detector.fit(
+            rows,
+            classes=classes,
+            anomaly_labels=anomaly_labels,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+        )
         names = dataset.feature_names
         if names is not None and rows.ndim == 2 and len(names) == rows.shape[1]:
             # fit saw a bare array; keep the file's column names so that `score` can check
@@ -274,7 +306,7 @@ def fit(
     if not quiet:
         click.echo(
             f"saved {output}: {detector.prior} prior, {detector.encoder} encoder, "
-            f"{len(rows)} rows, {detector.epochs} epochs, "
+            f"{n_trained} rows, {detector.epochs} epochs, "
             f"threshold score > {-detector.offset_:.4g}",
             err=True,
         )
@@ -328,6 +360,36 @@ def _resume_note(checkpoint_dir: str) -> str:
     return f"note: resuming from the checkpoint in {checkpoint_dir}"
 
 
+def _pop_column(dataset, source: str, name: str):
+    """``dataset`` without its column ``name``, and that column's values."""
+    names = dataset.feature_names
+    if Path(source).suffix.lower() not in (".csv", ".parquet") or names is None:
+        raise ValueError(f"--classes-column applies to .csv and .parquet files, not {source}")
+    if name not in names:
+        raise ValueError(f"{source} has no column {name!r}; columns: {', '.join(names)}")
+    index = list(names).index(name)
+    kept = [i for i in range(len(names)) if i != index]
+    values = dataset.X[:, index]
+    remaining = dataclasses.replace(
+        dataset, X=dataset.X[:, kept], feature_names=[names[i] for i in kept]
+    )
+    return remaining, values
+
+
+def _with_known_anomalies(dataset, source: str):
+    if dataset.y is None:
+        raise ValueError(
+            f"--known-anomalies needs labels; {source} has none (use an .npz with y, a "
+            "labelled dataset plugin, or --label-column NAME)"
+        )
+    marked = check_labels(dataset.y, source, len(dataset.X))
+    note = (
+        f"note: training on DATA's {int((~marked).sum())} normal rows; its "
+        f"{int(marked.sum())} labelled anomalies are kept as known anomalies"
+    )
+    return dataset.X, marked, note
+
+
 def _normal_rows(dataset, source: str):
     if dataset.y is None:
         return dataset.X, None
@@ -342,10 +404,15 @@ def _normal_rows(dataset, source: str):
 
 
 # -- score, evaluate -----------------------------------------------------------------------------
-def _scored(model: str, data: str, label_column: str | None, device: str):
+def _scored(
+    model: str, data: str, label_column: str | None, device: str, classes_column=None
+):
     """Load the model and DATA, check they fit together, and score every row."""
     detector = load_model(model, device=device)
     dataset = read_data(data, label_column)
+    classes = None
+    if classes_column:
+        dataset, classes = _pop_column(dataset, data, classes_column)
     check_features(
         dataset, data, detector.n_features_in_, getattr(detector, "feature_names_in_", None)
     )
@@ -353,11 +420,15 @@ def _scored(model: str, data: str, label_column: str | None, device: str):
         # the column names were checked above against DATA's own; the bare array passed on
         # would only make scikit-learn warn that it has none
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
-        return detector, dataset, score_table(detector, dataset.X)
+        return detector, dataset, score_table(detector, dataset.X, classes)
 
 
 DEVICE_HELP = "Where to score: cpu, auto (CUDA when present), cuda:0..."
 LABEL_HELP = "Column of anomaly labels (1 = anomaly) in a .csv/.parquet DATA."
+CLASSES_HELP = (
+    "For a model fitted with --classes-column: the column of each row's class in a "
+    ".csv/.parquet DATA (else each row is scored in its best-matching class's region)."
+)
 
 
 @main.command()
@@ -371,8 +442,9 @@ LABEL_HELP = "Column of anomaly labels (1 = anomaly) in a .csv/.parquet DATA."
     "for CSV on stdout.",
 )
 @click.option("--label-column", metavar="NAME", help=LABEL_HELP + " It is not scored.")
+@click.option("--classes-column", metavar="NAME", help=CLASSES_HELP)
 @click.option("--device", default="cpu", help=DEVICE_HELP)
-def score(model, data, output, label_column, device) -> None:
+def score(model, data, output, label_column, classes_column, device) -> None:
     """Score every row of DATA with MODEL: one output row per input row.
 
     Columns: score (the combined anomaly score, larger is more anomalous), each component
@@ -386,7 +458,7 @@ def score(model, data, output, label_column, device) -> None:
       aae-anomaly score model.aae new.npy | sort -t, -k1 -g | tail
     """
     with user_errors():
-        _, _, table = _scored(model, data, label_column, device)
+        _, _, table = _scored(model, data, label_column, device, classes_column)
         write_table(table, output)
 
 
@@ -394,9 +466,10 @@ def score(model, data, output, label_column, device) -> None:
 @click.argument("model")
 @click.argument("data")
 @click.option("--label-column", metavar="NAME", help=LABEL_HELP)
+@click.option("--classes-column", metavar="NAME", help=CLASSES_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.option("--device", default="cpu", help=DEVICE_HELP)
-def evaluate_command(model, data, label_column, as_json, device) -> None:
+def evaluate_command(model, data, label_column, classes_column, as_json, device) -> None:
     """Compare MODEL's scores on DATA with DATA's known labels (1 = anomaly).
 
     Prints ROC-AUC and average precision of the scores, and precision, recall, F1 and the
@@ -409,7 +482,7 @@ def evaluate_command(model, data, label_column, as_json, device) -> None:
       aae-anomaly evaluate model.aae synthetic:n=2000,seed=1 --json
     """
     with user_errors():
-        detector, dataset, table = _scored(model, data, label_column, device)
+        detector, dataset, table = _scored(model, data, label_column, device, classes_column)
         if dataset.y is None:
             raise ValueError(
                 f"{data} has no labels; use an .npz with y, a labelled dataset plugin, "
@@ -418,6 +491,75 @@ def evaluate_command(model, data, label_column, as_json, device) -> None:
         labels = check_labels(dataset.y, data, len(dataset.X))
         report = evaluate(table, labels, detector.offset_)
     click.echo(json.dumps(report.to_dict()) if as_json else report.format())
+
+
+# -- plot --------------------------------------------------------------------------------------
+@main.command()
+@click.argument("model")
+@click.argument("data", required=False)
+@click.option("-o", "--output", required=True, help="PNG file to write.")
+@click.option(
+    "--kind",
+    type=click.Choice(("map", "histogram", "samples")),
+    default="map",
+    help="map: the latent codes of DATA over the prior's samples; histogram: DATA's scores "
+    "and the threshold; samples: images decoded from the prior (image models, no DATA).",
+)
+@click.option(
+    "--color",
+    type=click.Choice(("score", "label")),
+    default="score",
+    help="What colours a map's points: the anomaly score, or DATA's labels.",
+)
+@click.option("--label-column", metavar="NAME", help=LABEL_HELP)
+@click.option("--dpi", type=int, default=100, help="Pixels per inch of the PNG.")
+@click.option("--device", default="cpu", help=DEVICE_HELP)
+def plot(model, data, output, kind, color, label_column, dpi, device) -> None:
+    """Draw a picture of MODEL to a PNG file (needs: pip install 'aae-anomaly[plot]').
+
+    A 2-D latent map (codes of more dimensions are projected on their first two
+    principal axes), the score histogram with the threshold, or a grid of decoded samples.
+
+    \b
+    Example:
+      aae-anomaly plot model.aae test.npz -o map.png --color label
+      aae-anomaly plot model.aae test.csv -o scores.png --kind histogram
+      aae-anomaly plot model.aae -o samples.png --kind samples
+    """
+    from . import plotting
+
+    with user_errors():
+        if not output.lower().endswith(".png"):
+            raise ValueError(f"{output}: the picture is written as PNG; name it *.png")
+        plotting.require_matplotlib()
+        if kind == "samples":
+            if data is not None:
+                raise ValueError("--kind samples draws from the prior and takes no DATA")
+            plotting.plot_samples(load_model(model, device=device), output, dpi=dpi)
+            return
+        if data is None:
+            raise ValueError(f"--kind {kind} needs DATA, the rows to draw")
+        detector = load_model(model, device=device)
+        dataset = read_data(data, label_column)
+        check_features(
+            dataset, data, detector.n_features_in_, getattr(detector, "feature_names_in_", None)
+        )
+        if color == "label" and kind == "map" and dataset.y is None:
+            raise ValueError(
+                f"--color label needs labels; {data} has none (use an .npz with y, a labelled "
+                "dataset plugin, or --label-column NAME)"
+            )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            if kind == "map":
+                plotting.plot_map(
+                    detector, dataset.X, output, color=color, labels=dataset.y, dpi=dpi
+                )
+            else:
+                labels = None
+                if dataset.y is not None:
+                    labels = check_labels(dataset.y, data, len(dataset.X))
+                plotting.plot_histogram(detector, dataset.X, output, labels=labels, dpi=dpi)
 
 
 # -- info, plugins -------------------------------------------------------------------------------

@@ -130,6 +130,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when ``X`` had string column names.
+    normal_classes_ : ndarray
+        Only after ``fit(X, classes=...)``: the classes of normal data, sorted; class
+        ``normal_classes_[k]`` has the prior's ``k``-th region.
     """
 
     def __init__(
@@ -177,10 +180,26 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, X, y=None, *, checkpoint_dir=None, resume=False):
+    def fit(
+        self, X, y=None, *, classes=None, anomaly_labels=None, checkpoint_dir=None, resume=False
+    ):
         """Fit on ``X``, rows of normal data.
 
         ``y`` is not used; when given, it must have one entry per row of ``X``.
+
+        ``classes`` (optional) names the class of each normal row (integers or strings,
+        e.g. product types): label-conditioned regularization gives each class its own
+        region of the latent space (see :mod:`aae_anomaly.conditioning`). It needs a prior
+        with a region per class: ``mixture`` (``n_components``) or ``swiss_roll``
+        (``n_segments``) with at least as many regions as classes.
+
+        ``anomaly_labels`` (optional) marks known anomalies among the rows of ``X`` with 1
+        (normal or unknown rows 0): semi-supervised detection. Those rows are not trained
+        or calibrated on; the model keeps their (code, residual) coordinates, and a row
+        closer to a known anomaly than to its normal neighbours gets a higher
+        ``neighbors`` component (see :func:`aae_anomaly.scoring.with_known_anomalies`).
+        Needs ``n_neighbors > 0``. Class labels of normal rows go to ``classes``, never
+        here.
 
         With ``checkpoint_dir``, the state of the fit is written there after every epoch
         (which needs an integer ``random_state``); ``resume=True`` continues from it, with
@@ -198,11 +217,23 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         _check_values(X, getattr(self, "feature_names_in_", None), limit=FLOAT32_MAX)
         if y is not None:
             check_consistent_length(X, y)
+        known_anomalies = None
+        if anomaly_labels is not None:
+            X, classes, known_anomalies = self._without_known_anomalies(X, classes, anomaly_labels)
+        class_index = None
+        if classes is not None:
+            from .conditioning import encode_classes
+
+            normal_classes, class_index = encode_classes(classes, len(X))
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        train_rows, calibration_rows = self._split_calibration(X, rng)
+        train_index, calibration_index = self._split_calibration(len(X), rng)
+        train_rows, calibration_rows = X[train_index], X[calibration_index]
+        train_classes = None if class_index is None else class_index[train_index]
         checkpoint = (
-            None if checkpoint_dir is None else self._checkpoint(checkpoint_dir, train_rows, resume)
+            None
+            if checkpoint_dir is None
+            else self._checkpoint(checkpoint_dir, train_rows, resume, train_classes)
         )
 
         architecture = create_architecture(self.encoder, self.encoder_params or {})
@@ -213,22 +244,37 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             input_shape = architecture.infer_input_shape(X.shape[1])
         self.latent_dim_ = self._resolved_latent_dim(X.shape[1])
         prior = create_prior(self.prior, self.latent_dim_, self.prior_params or {})
+        self.__dict__.pop("normal_classes_", None)
+        if class_index is not None:
+            from .conditioning import check_prior
+
+            check_prior(prior, self.prior, len(normal_classes))
+            self.normal_classes_ = normal_classes
 
         reference_rows = train_rows
         if self.n_neighbors and len(train_rows) > MAX_REFERENCE_ROWS:
             chosen = rng.choice(len(train_rows), MAX_REFERENCE_ROWS, replace=False)
             reference_rows = train_rows[np.sort(chosen)]
         n_reference = len(reference_rows) if self.n_neighbors else 0
+        if known_anomalies is not None and len(known_anomalies) > MAX_REFERENCE_ROWS:
+            chosen = rng.choice(len(known_anomalies), MAX_REFERENCE_ROWS, replace=False)
+            known_anomalies = known_anomalies[np.sort(chosen)]
+        n_anomalies = 0 if known_anomalies is None else len(known_anomalies)
 
         device = resolve_device(self.device)
         with seeded(seed, device) as generator, flush_denormals():
             center, scale = _input_scaling(train_rows, self.reconstruction_loss)
             module = self._build_module(
-                architecture, input_shape, center, scale, n_reference
+                architecture, input_shape, center, scale, n_reference, n_anomalies
             ).to(device)
             rows = torch.tensor(train_rows, dtype=torch.float32, device=device)
+            row_classes = None
+            if train_classes is not None:
+                row_classes = torch.as_tensor(train_classes, device=device)
             with compute_threads(module, device) as workers:
-                trainer = Trainer(module, prior, rows, self._training_config(), generator)
+                trainer = Trainer(
+                    module, prior, rows, self._training_config(), generator, row_classes
+                )
                 if checkpoint is not None and checkpoint.exists():
                     checkpoint.restore(trainer)
                 self.history_ = trainer.fit(self._epoch_callback(trainer, checkpoint))
@@ -237,6 +283,12 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                     module.reference.copy_(
                         joint_coordinates(
                             module, reference_rows, SCORING_BATCH_SIZE, device, workers
+                        )
+                    )
+                if n_anomalies:
+                    module.anomaly_reference.copy_(
+                        joint_coordinates(
+                            module, known_anomalies, SCORING_BATCH_SIZE, device, workers
                         )
                     )
             self.module_, self.prior_, self.device_ = module, prior, device
@@ -260,15 +312,17 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         center: np.ndarray,
         scale: np.ndarray,
         n_reference: int = 0,
+        n_anomaly_reference: int = 0,
     ) -> AAEModule:
         """The untrained networks for this configuration; ``fit`` and model-file loading
         both build through here, so a stored state dict always matches what is built."""
         code_size = self.latent_dim_ * (2 if self.posterior == "gaussian" else 1)
         encoder, decoder = architecture.build(input_shape, self.latent_dim_, code_size)
+        n_classes = len(getattr(self, "normal_classes_", ()))
         return AAEModule(
             encoder,
             decoder,
-            Discriminator(self.latent_dim_),
+            Discriminator(self.latent_dim_ + n_classes),
             input_shape,
             self.latent_dim_,
             self.posterior,
@@ -276,7 +330,43 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             torch.from_numpy(center),
             torch.from_numpy(scale),
             n_reference,
+            n_classes,
+            n_anomaly_reference,
         )
+
+    def _without_known_anomalies(self, X: np.ndarray, classes, anomaly_labels):
+        """The normal rows, their classes, and the rows ``anomaly_labels`` marks with 1."""
+        labels = np.asarray(anomaly_labels)
+        if labels.shape != (len(X),):
+            raise ValueError(
+                f"anomaly_labels must hold one label (0 or 1) per row of X ({len(X)}), got "
+                f"shape {labels.shape}"
+            )
+        if labels.dtype != bool and not (
+            np.issubdtype(labels.dtype, np.number) and np.isin(labels, (0, 1)).all()
+        ):
+            raise ValueError(
+                "anomaly_labels must be 0 (normal or unknown) or 1 (a known anomaly); class "
+                "labels of normal rows go to classes="
+            )
+        marked = labels.astype(bool)
+        if not self.n_neighbors:
+            raise ValueError(
+                "known anomalies are used through the neighbors component: anomaly_labels "
+                "needs n_neighbors > 0"
+            )
+        if (~marked).sum() < 2:
+            raise ValueError("anomaly_labels must leave at least 2 normal rows to train on")
+        if classes is not None:
+            classes = np.asarray(classes)
+            if classes.shape != (len(X),):
+                raise ValueError(
+                    f"classes must hold one class label per row of X ({len(X)}), got shape "
+                    f"{classes.shape}"
+                )
+            classes = classes[~marked]
+        known = X[marked] if marked.any() else None
+        return X[~marked], classes, known
 
     def _restore_fitted_state(
         self,
@@ -289,8 +379,11 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         offset: float,
         history: dict[str, list[float]],
         feature_names: list[str] | None = None,
+        normal_classes: np.ndarray | None = None,
     ) -> AAEDetector:
         """Set the learned attributes from stored state (see :mod:`aae_anomaly.modelfile`)."""
+        if normal_classes is not None:
+            self.normal_classes_ = np.asarray(normal_classes)
         self.module_ = module.to(device).eval()
         self.latent_dim_ = module.latent_dim
         self.prior_, self.device_ = prior, device
@@ -323,12 +416,14 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             return int(min(8, max(2, n_features // 2)))
         return self.latent_dim
 
-    def _split_calibration(self, X: np.ndarray, rng: np.random.RandomState):
-        n_calibration = int(round(self.calibration_fraction * len(X)))
-        if n_calibration < MIN_CALIBRATION_ROWS or len(X) - n_calibration < 2:
-            return X, X  # too few rows to hold any back: calibrate on the training rows
-        order = rng.permutation(len(X))
-        return X[order[n_calibration:]], X[order[:n_calibration]]
+    def _split_calibration(self, n_rows: int, rng: np.random.RandomState):
+        """Indices (or a slice) of the training rows and of the calibration rows."""
+        n_calibration = int(round(self.calibration_fraction * n_rows))
+        if n_calibration < MIN_CALIBRATION_ROWS or n_rows - n_calibration < 2:
+            # too few rows to hold any back: calibrate on the training rows
+            return slice(None), slice(None)
+        order = rng.permutation(n_rows)
+        return order[n_calibration:], order[:n_calibration]
 
     def _training_config(self) -> TrainingConfig:
         return TrainingConfig(
@@ -339,7 +434,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             lr_generator=self.lr_generator,
         )
 
-    def _checkpoint(self, directory, train_rows: np.ndarray, resume: bool):
+    def _checkpoint(self, directory, train_rows: np.ndarray, resume: bool, classes=None):
         from .engine.checkpoint import Checkpoint, data_digest
 
         if isinstance(self.random_state, bool) or not isinstance(
@@ -354,9 +449,10 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         if params["input_shape"] is not None:
             params["input_shape"] = [int(s) for s in params["input_shape"]]
         params["random_state"] = int(params["random_state"])
-        checkpoint = Checkpoint(
-            directory, {"params": params, "training_rows_sha256": data_digest(train_rows)}
-        )
+        identity = {"params": params, "training_rows_sha256": data_digest(train_rows)}
+        if classes is not None:
+            identity["training_classes_sha256"] = data_digest(classes)
+        checkpoint = Checkpoint(directory, identity)
         if checkpoint.exists() and not resume:
             raise CheckpointError(
                 f"{checkpoint.path} already holds a checkpoint ({checkpoint.epochs_done()} of "
@@ -499,35 +595,62 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             "extreme magnitudes"
         )
 
-    def _raw_components(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def _raw_components(
+        self, rows: np.ndarray, classes=None, chosen_classes=None
+    ) -> dict[str, np.ndarray]:
         with flush_denormals(), compute_threads(self.module_, self.device_) as workers:
             return raw_components(
                 self.module_, self.prior_, rows, SCORING_BATCH_SIZE, self.device_, workers,
-                self.n_neighbors,
+                self.n_neighbors, classes, chosen_classes,
             )
 
-    def score_components(self, X) -> dict[str, np.ndarray]:
+    def _class_indices(self, classes, n_rows: int) -> np.ndarray | None:
+        """Row class indices of a label-conditioned model, or None to use each row's
+        best-matching class."""
+        if classes is None:
+            return None
+        known = getattr(self, "normal_classes_", None)
+        if known is None:
+            raise ValueError("classes apply to a model fitted with classes; this one was not")
+        from .conditioning import class_indices
+
+        return class_indices(known, classes, n_rows)
+
+    def score_components(self, X, *, classes=None) -> dict[str, np.ndarray]:
         """Each raw score component per sample, and the combined ``score``.
 
         Keys: ``reconstruction``, ``discriminator``, ``density`` (for priors with a
-        density) and ``score``; larger values are more anomalous in every one.
+        density) and ``score``; larger values are more anomalous in every one. For a model
+        fitted with ``classes``, there is also ``class``: the class each row was scored
+        as, its given one (``classes``) or else its best-matching one.
         """
-        components = self._raw_components(self._validated_rows(X))
+        rows = self._validated_rows(X)
+        given = self._class_indices(classes, len(rows))
+        chosen = None
+        if getattr(self, "normal_classes_", None) is not None:
+            chosen = np.empty(len(rows), dtype=np.int64)
+        components = self._raw_components(rows, given, chosen)
         components["score"] = self._finite_scores(self.calibration_.combine(components), "scores")
+        if chosen is not None:
+            components["class"] = self.normal_classes_[chosen]
         return components
 
-    def score_samples(self, X) -> np.ndarray:
-        """Opposite of the anomaly score: the higher, the more normal."""
+    def score_samples(self, X, *, classes=None) -> np.ndarray:
+        """Opposite of the anomaly score: the higher, the more normal.
+
+        ``classes``: for a model fitted with classes, each row's class (else each row is
+        scored in the region of its best-matching class)."""
         rows = self._validated_rows(X)
-        return -self._finite_scores(self.calibration_.combine(self._raw_components(rows)), "scores")
+        components = self._raw_components(rows, self._class_indices(classes, len(rows)))
+        return -self._finite_scores(self.calibration_.combine(components), "scores")
 
-    def decision_function(self, X) -> np.ndarray:
+    def decision_function(self, X, *, classes=None) -> np.ndarray:
         """Shifted score: negative for outliers, positive for inliers."""
-        return self.score_samples(X) - self.offset_
+        return self.score_samples(X, classes=classes) - self.offset_
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X, *, classes=None) -> np.ndarray:
         """+1 for inliers, -1 for outliers."""
-        return np.where(self.decision_function(X) < 0, -1, 1)
+        return np.where(self.decision_function(X, classes=classes) < 0, -1, 1)
 
     # -- latent space ----------------------------------------------------------------------
     def transform(self, X) -> np.ndarray:
@@ -542,13 +665,24 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         return np.asarray([f"latent{i}" for i in range(self.latent_dim_)], dtype=object)
 
-    def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
-        """Draw ``n_samples`` new rows: prior samples passed through the decoder."""
+    def sample(self, n_samples: int = 1, random_state=None, *, classes=None) -> np.ndarray:
+        """Draw ``n_samples`` new rows: prior samples passed through the decoder.
+
+        ``classes`` (a model fitted with classes): one class for all samples, or one per
+        sample; each is drawn from its class's region of the prior."""
         check_is_fitted(self)
         _check_int("n_samples", n_samples)
+        given = None
+        if classes is not None:
+            if np.ndim(classes) == 0:
+                classes = [classes] * n_samples
+            given = torch.as_tensor(self._class_indices(classes, n_samples))
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
         with seeded(seed, self.device_) as generator, torch.inference_mode():
-            z = self.prior_.sample(n_samples, generator)
+            if given is None:
+                z = self.prior_.sample(n_samples, generator)
+            else:
+                z = self.prior_.sample(n_samples, generator, labels=given.to(self.device_))
             rows = self.module_.unscale_output(self.module_.decode(z))
         return rows.double().cpu().numpy()
 

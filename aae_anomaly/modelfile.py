@@ -38,7 +38,9 @@ from .plugins import get_plugin_manager
 from .scoring import ScoreCalibration, available_components
 
 FORMAT_NAME = "aae-anomaly-model"
-FORMAT_VERSION = 1
+# Version 2 adds ``normal_classes`` (a label-conditioned model); files without it are
+# still written as version 1, so that older readers load them.
+FORMAT_VERSION = 2
 METADATA_KEY = "aae_anomaly"
 SUFFIX = ".aae"
 
@@ -90,9 +92,14 @@ def _describe(detector: AAEDetector, tensors: dict[str, torch.Tensor]) -> dict[s
 
     architecture = _fitted_architecture_options(detector)
     feature_names = getattr(detector, "feature_names_in_", None)
-    return {
+    normal_classes = getattr(detector, "normal_classes_", None)
+    document = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": (
+            1
+            if normal_classes is None and detector.module_.anomaly_reference is None
+            else 2
+        ),
         "library_version": __version__,
         "torch_version": torch.__version__,
         "params": _json_params(detector.get_params(deep=False)),
@@ -106,6 +113,9 @@ def _describe(detector: AAEDetector, tensors: dict[str, torch.Tensor]) -> dict[s
         "history": {k: [float(v) for v in values] for k, values in detector.history_.items()},
         "tensors_sha256": _tensor_digest(tensors),
     }
+    if normal_classes is not None:
+        document["normal_classes"] = normal_classes.tolist()
+    return document
 
 
 def _fitted_architecture_options(detector: AAEDetector) -> dict[str, Any]:
@@ -171,8 +181,18 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
     n_features = document["n_features_in"]
     detector.latent_dim_ = detector._resolved_latent_dim(n_features)
     prior = _rebuild(path, "prior", document["prior"], detector.latent_dim_)
+    normal_classes = document.get("normal_classes")
+    if normal_classes is not None:
+        from .conditioning import check_prior
+
+        detector.normal_classes_ = np.asarray(normal_classes)
+        try:
+            check_prior(prior, document["prior"]["name"], len(normal_classes))
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
     architecture = _rebuild(path, "encoder", document["encoder"], None)
     n_reference = _reference_rows(tensors)
+    n_anomalies = _reference_rows(tensors, "anomaly_reference")
     for name in ("center", "scale"):
         stored = tensors.get(name)
         if stored is None or tuple(stored.shape) != (n_features,):
@@ -185,12 +205,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
     try:
         with torch.device("meta"):
             expected = _build(
-                detector, architecture, input_shape, n_features, n_reference
+                detector, architecture, input_shape, n_features, n_reference, n_anomalies
             ).state_dict()
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{path}: the encoder cannot be rebuilt: {exc}") from None
     _check_tensors_fit(path, expected, tensors)
-    module = _build(detector, architecture, input_shape, n_features, n_reference)
+    module = _build(detector, architecture, input_shape, n_features, n_reference, n_anomalies)
     module.load_state_dict(tensors, strict=True)
     calibration = _calibration_in_scoring_order(
         path, document["calibration"], module, prior
@@ -208,16 +228,25 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
         offset=document["offset"],
         history=document["history"],
         feature_names=document["feature_names_in"],
+        normal_classes=normal_classes,
     )
 
 
-def _build(detector: AAEDetector, architecture, input_shape, n_features: int, n_reference: int):
+def _build(
+    detector: AAEDetector,
+    architecture,
+    input_shape,
+    n_features: int,
+    n_reference: int,
+    n_anomalies: int = 0,
+):
     return detector._build_module(
         architecture,
         input_shape,
         np.zeros(n_features, dtype=np.float32),  # placeholders: the stored
         np.ones(n_features, dtype=np.float32),  # buffers replace them
         n_reference,
+        n_anomalies,
     )
 
 
@@ -264,10 +293,10 @@ def _source(entry: dict[str, Any]) -> str:
     return f"from {entry['distribution']} {entry['version']}"
 
 
-def _reference_rows(tensors: dict[str, torch.Tensor]) -> int:
+def _reference_rows(tensors: dict[str, torch.Tensor], name: str = "reference") -> int:
     """Rows in the neighbors component's reference set; its width is checked with the
     other shapes against what the configuration builds."""
-    reference = tensors.get("reference")
+    reference = tensors.get(name)
     return int(reference.shape[0]) if reference is not None and reference.dim() == 2 else 0
 
 
@@ -410,6 +439,16 @@ def _validate(path, document: Any) -> None:
         and sum(calibration["weights"].values()) > 0
     ):
         raise fail("calibration", "positive spreads and non-negative weights with a positive sum")
+    classes = document.get("normal_classes")
+    if classes is not None and not (
+        version >= 2
+        and isinstance(classes, list)
+        and classes
+        and (all(_is_int(c) for c in classes) or all(isinstance(c, str) for c in classes))
+        and len(set(classes)) == len(classes)
+        and classes == sorted(classes)
+    ):
+        raise fail("normal_classes", "a sorted list of distinct integers or strings")
     if not _is_number(document.get("offset")):
         raise fail("offset", "a number")
     history = document.get("history")

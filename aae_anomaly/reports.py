@@ -24,9 +24,10 @@ SCORE_COLUMNS = (
 )
 
 
-def score_table(detector, X) -> dict[str, np.ndarray]:
-    """``score``, each component, and ``is_anomaly`` (1 where ``predict`` gives -1)."""
-    components = detector.score_components(X)
+def score_table(detector, X, classes=None) -> dict[str, np.ndarray]:
+    """``score``, each component, and ``is_anomaly`` (1 where ``predict`` gives -1);
+    ``classes``: each row's class, for a model fitted with classes."""
+    components = detector.score_components(X, classes=classes)
     # the same arithmetic as decision_function, from the scores already computed
     flagged = (-components["score"] - detector.offset_) < 0
     table = {name: components[name] for name in SCORE_COLUMNS if name in components}
@@ -152,6 +153,17 @@ def format_model(header: ModelHeader) -> str:
         f"batch size {params['batch_size']}, seed {params['random_state']}",
         f"final losses   {final or '(none)'}",
     ]
+    known = [t for t in header.tensors if t.name == "anomaly_reference"]
+    if known:
+        lines.insert(
+            5, f"known anomalies {known[0].shape[0]}, raising the neighbors component near them"
+        )
+    classes = doc.get("normal_classes")
+    if classes is not None:
+        shown = ", ".join(map(str, classes[:10])) + (" ..." if len(classes) > 10 else "")
+        lines.insert(
+            5, f"classes        {len(classes)}, each in its own prior region: {shown}"
+        )
     notes = _training_notes(history)
     if notes:
         lines.append(f"training notes {notes}")

@@ -47,6 +47,8 @@ DENSITY_CAP = 1e4
 # batch size, so every row's distances come from identically shaped matrix products, and
 # small enough that the block of distances stays in cache (measured fastest here).
 NEIGHBOR_QUERY_ROWS = 128
+# The most a known anomaly nearby multiplies the neighbors component by.
+KNOWN_ANOMALY_CAP = 1e3
 
 
 def available_components(module: AAEModule, prior: Prior) -> tuple[str, ...]:
@@ -90,6 +92,22 @@ def mean_neighbor_distance(
     return distances
 
 
+def with_known_anomalies(
+    normal_distance: torch.Tensor,
+    joint: torch.Tensor,
+    anomalies: torch.Tensor,
+    n_valid: int | None = None,
+) -> torch.Tensor:
+    """The neighbors component of a model that knows some anomalies: the mean distance
+    ``d`` to the nearest normal rows, multiplied by ``d / a`` where that is above 1, ``a``
+    being the distance to the nearest known anomaly. A row closer to a known anomaly than
+    to its normal neighbours scores higher the closer it is (up to
+    :data:`KNOWN_ANOMALY_CAP` times); every other row keeps its score."""
+    nearest_anomaly = mean_neighbor_distance(joint, anomalies, 1, n_valid)
+    ratio = normal_distance / nearest_anomaly.clamp(min=1e-12)
+    return normal_distance * ratio.clamp(min=1.0, max=KNOWN_ANOMALY_CAP)
+
+
 def joint_coordinates(
     module: AAEModule, rows: np.ndarray, batch_size: int, device: torch.device, workers: int = 1
 ) -> torch.Tensor:
@@ -116,9 +134,16 @@ def raw_components(
     device: torch.device,
     workers: int = 1,
     n_neighbors: int = 5,
+    classes: np.ndarray | None = None,
+    chosen_classes: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Each component for each row of ``rows`` (flat, in the user's units); ``workers``
     batches at a time on the CPU (see :func:`~aae_anomaly.engine.inference.for_each_batch`).
+
+    For a label-conditioned model (``module.n_classes > 0``), the class-dependent
+    components use each row's class index from ``classes``, or else its best-matching
+    class (see :mod:`aae_anomaly.conditioning`); ``chosen_classes``, when given, receives
+    the class index each row used.
     """
     names = available_components(module, prior)
     out = {name: np.empty(len(rows), dtype=np.float64) for name in names}
@@ -128,24 +153,51 @@ def raw_components(
         x = module.scale_input(batch)
         z = module.encode(x)
         output = module.decode(z)
-        values = {
-            "reconstruction": per_sample_reconstruction_error(output, x, module.loss),
-            "discriminator": -module.discriminator(z),
-        }
+        values = {"reconstruction": per_sample_reconstruction_error(output, x, module.loss)}
+        if module.n_classes:
+            values.update(
+                _conditioned(module, prior, z, where, classes, chosen_classes, "density" in out)
+            )
+        else:
+            values["discriminator"] = -module.discriminator(z)
+            if "density" in out:
+                values["density"] = -prior.log_prob(z)
         if "density" in out:
-            values["density"] = (-prior.log_prob(z)).nan_to_num(
+            values["density"] = values["density"].nan_to_num(
                 nan=DENSITY_CAP, posinf=DENSITY_CAP
             ).clamp(max=DENSITY_CAP)
         m = where.stop - where.start
-        if "neighbors" in out:
+        if "neighbors" in out and module.anomaly_reference is None:
             values["neighbors"] = mean_neighbor_distance(
                 module.joint_coordinates(x, z, output), module.reference, n_neighbors, m
+            )
+        elif "neighbors" in out:
+            joint = module.joint_coordinates(x, z, output)
+            values["neighbors"] = with_known_anomalies(
+                mean_neighbor_distance(joint, module.reference, n_neighbors, m),
+                joint,
+                module.anomaly_reference,
+                m,
             )
         for name in names:
             out[name][where] = values[name][:m].cpu().numpy()  # float32 -> 64: exact
 
     for_each_batch(rows, batch_size, device, work, workers)
     return out
+
+
+def _conditioned(module, prior, z, where, classes, chosen_classes, with_density):
+    from .conditioning import conditioned_values
+
+    given = None
+    if classes is not None:
+        given = torch.zeros(len(z), dtype=torch.long, device=z.device)
+        given[: where.stop - where.start] = torch.from_numpy(classes[where]).to(z.device)
+    values = conditioned_values(module, prior, z, given, with_density)
+    chosen = values.pop("class")
+    if chosen_classes is not None:
+        chosen_classes[where] = chosen[: where.stop - where.start].cpu().numpy()
+    return values
 
 
 def scoring_flops_per_row(module: AAEModule) -> int:

@@ -47,9 +47,14 @@ class AAEModule(nn.Module):
         center: torch.Tensor,
         scale: torch.Tensor,
         n_reference: int = 0,
+        n_classes: int = 0,
+        n_anomaly_reference: int = 0,
     ):
         super().__init__()
         self.encoder, self.decoder, self.discriminator = encoder, decoder, discriminator
+        # Label-conditioned regularization: the discriminator takes the code followed by a
+        # one-hot class vector of this many entries (0: unconditioned, the code alone).
+        self.n_classes = n_classes
         self.input_shape = tuple(input_shape)
         self.latent_dim = latent_dim
         self.posterior = posterior
@@ -60,6 +65,14 @@ class AAEModule(nn.Module):
         # score component; filled by fit, empty when that component is off.
         n_features = int(center.numel())
         self.register_buffer("reference", torch.zeros(n_reference, latent_dim + n_features))
+        # Joint coordinates of known anomalies (semi-supervised detection), which raise the
+        # neighbors component near them; None (and not stored) when there are none.
+        self.register_buffer(
+            "anomaly_reference",
+            torch.zeros(n_anomaly_reference, latent_dim + n_features)
+            if n_anomaly_reference
+            else None,
+        )
 
     def scale_input(self, rows: torch.Tensor) -> torch.Tensor:
         x = (rows - self.center) / self.scale

@@ -93,7 +93,9 @@ def _count_flops_per_row(module) -> int:
         with torch.inference_mode(), counter:
             z = module.encode(x)
             module.decode(z)
-            module.discriminator(z)
+            # a label-conditioned discriminator also reads a one-hot class vector
+            n_classes = getattr(module, "n_classes", 0)
+            module.discriminator(torch.cat([z, z.new_zeros(1, n_classes)], dim=1))
     finally:
         module.train(was_training)
     return int(counter.get_total_flops())

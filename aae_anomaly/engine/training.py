@@ -73,8 +73,12 @@ class Trainer:
         rows: torch.Tensor,
         config: TrainingConfig,
         generator: torch.Generator,
+        classes: torch.Tensor | None = None,
     ):
+        """``classes`` (optional): each row's class index in ``[0, module.n_classes)``, for
+        label-conditioned regularization (see :meth:`run_epoch`)."""
         self.module, self.prior, self.config, self.generator = module, prior, config, generator
+        self.classes = classes
         encoder, decoder, discriminator = module.encoder, module.decoder, module.discriminator
         # the fused kernel updates all of an optimizer's tensors in one pass instead of a
         # dozen small element-wise operations per parameter
@@ -126,7 +130,12 @@ class Trainer:
 
     def run_epoch(self) -> tuple[dict[str, float], bool]:
         """One pass over the rows in a fresh random order: the epoch's mean losses and
-        accuracy, and whether every weight is still finite."""
+        accuracy, and whether every weight is still finite.
+
+        With ``classes`` (label-conditioned regularization, the paper's section 2.3), the
+        prior sample beside each row comes from the prior's region for that row's class,
+        and the discriminator sees the class's one-hot vector after both the prior sample
+        and the code."""
         module, prior, config, generator = self.module, self.prior, self.config, self.generator
         discriminator = module.discriminator
         autoencoder_opt = self.optimizers["autoencoder"]
@@ -146,9 +155,16 @@ class Trainer:
 
         totals = torch.zeros(4, device=device)
         order = torch.randperm(n, generator=generator, device=device)
+        classes = self.classes
+        if classes is not None:
+            one_hot = torch.eye(module.n_classes, device=device)
         for start in range(0, n, batch_size):
-            x = x_all[order[start : start + batch_size]]
+            index = order[start : start + batch_size]
+            x = x_all[index]
             m = len(x)
+            if classes is not None:
+                batch_classes = classes[index]
+                condition = one_hot[batch_classes]
 
             # 1. reconstruction phase
             z = module.encode(x, generator)
@@ -158,8 +174,13 @@ class Trainer:
             autoencoder_opt.step()
 
             # 2a. regularization: the discriminator learns prior = real, codes = fake
-            real = prior.sample(m, generator)
-            logits = discriminator(torch.cat([real, z.detach()]))
+            if classes is None:
+                real = prior.sample(m, generator)
+                logits = discriminator(torch.cat([real, z.detach()]))
+            else:
+                real = prior.sample(m, generator, labels=batch_classes)
+                real = torch.cat([real, condition], 1)
+                logits = discriminator(torch.cat([real, torch.cat([z.detach(), condition], 1)]))
             targets = full_targets if m == batch_size else torch.cat([ones[:m], zeros[:m]])
             discriminator_loss = bce(logits, targets)
             discriminator_opt.zero_grad(set_to_none=True)
@@ -169,7 +190,10 @@ class Trainer:
             # 2b. regularization: the encoder learns to make D call its codes real.
             # D's weights need no gradient here, so autograd skips them.
             discriminator.requires_grad_(False)
-            generator_logits = discriminator(module.encode(x, generator))
+            code = module.encode(x, generator)
+            if classes is not None:
+                code = torch.cat([code, condition], 1)
+            generator_logits = discriminator(code)
             generator_loss = bce(generator_logits, ones[:m])
             generator_opt.zero_grad(set_to_none=True)
             generator_loss.backward()

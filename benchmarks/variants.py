@@ -1,0 +1,262 @@
+"""Figures and measurements of the AAE variants in ``docs/variants.md``.
+
+Every number in that page is what this script printed; every figure is what it drew.
+It uses scikit-learn's bundled ``digits`` (1,797 8x8 images of the digits 0-9), so it
+needs no download, and runs in about a minute on one CPU core.
+
+    OMP_NUM_THREADS=1 python benchmarks/variants.py            # all parts
+    OMP_NUM_THREADS=1 python benchmarks/variants.py --part map  # one part: map, conditioned
+
+Parts:
+
+``map`` (dimensionality reduction)
+    An AAE with a 2-D code fitted on a training half of the digits; the codes of the
+    other half are drawn coloured by digit (``docs/figures/digits-map.png``). Measured:
+    how well the 2-D code keeps the digits apart, as the accuracy of a 5-nearest-neighbour
+    classifier fitted on the training half's codes and tested on the other half's, beside
+    the same for a 2-D PCA of the pixels.
+``conditioned`` (label-conditioned regularization)
+    Digits 0-4 are normal, with their digit as class; digits 5-9 are anomalies. The same
+    AAE (10-component mixture prior, 2-D code) fitted without and with ``classes``.
+    Measured: ROC-AUC of each score component on the test half, and how often the
+    best-matching class of a held-out normal digit is its own. Figure: the conditioned
+    model's map of the test half (``docs/figures/digits-conditioned-map.png``) and its
+    score histogram with the threshold (``docs/figures/digits-conditioned-histogram.png``).
+``semi`` (semi-supervised anomaly detection, ADBench)
+    The ADBench sets in ``../shared/data/adbench``. Per data set and seed: the normal rows
+    split 60% training / 40% test as in ``benchmarks/quality.py``; the anomalies are
+    shuffled and split in half, a labelled pool and the test anomalies, so the test set is
+    the same for every labelled share. With 0%, 1% and 5% of the data set's anomalies
+    labelled (at least one for a non-zero share), those are drawn from the pool and passed
+    as ``anomaly_labels``; ROC-AUC of the default score on the test set. Needs the data
+    (``--data DIR``); skipped when it is absent. Figure: ROC-AUC with 5% against 0%
+    labelled, per data set (``docs/figures/semi-supervised.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import KNeighborsClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ROOT / "docs" / "figures"
+SEED = 0
+PARTS = ("map", "conditioned", "semi")
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "adbench"
+LABELLED_SHARES = (0.0, 0.01, 0.05)
+
+
+def digits_halves(seed: int = SEED):
+    """The digits split in two halves at random: (X_train, y_train, X_test, y_test)."""
+    digits = load_digits()
+    order = np.random.default_rng(seed).permutation(len(digits.target))
+    half = len(order) // 2
+    X, y = digits.data.astype(np.float64), digits.target
+    return X[order[:half]], y[order[:half]], X[order[half:]], y[order[half:]]
+
+
+def knn_accuracy(train_codes, y_train, test_codes, y_test) -> float:
+    classifier = KNeighborsClassifier(n_neighbors=5).fit(train_codes, y_train)
+    return float((classifier.predict(test_codes) == y_test).mean())
+
+
+def part_map(args) -> None:
+    from aae_anomaly import AAEDetector
+    from aae_anomaly.plotting import plot_map
+
+    X_train, y_train, X_test, y_test = digits_halves()
+    start = time.perf_counter()
+    detector = AAEDetector(
+        latent_dim=2,
+        prior="mixture",
+        prior_params={"n_components": 10},
+        epochs=args.epochs,
+        random_state=SEED,
+    ).fit(X_train)
+    seconds = time.perf_counter() - start
+    aae = knn_accuracy(detector.transform(X_train), y_train, detector.transform(X_test), y_test)
+    pca = PCA(n_components=2, random_state=SEED).fit(X_train)
+    linear = knn_accuracy(pca.transform(X_train), y_train, pca.transform(X_test), y_test)
+    print(
+        f"map: digits, {len(X_train)} training rows, {args.epochs} epochs, fit {seconds:.1f} s"
+    )
+    print(f"map: 5-NN digit accuracy in 2-D: AAE code {aae:.3f}, PCA {linear:.3f}")
+    path = FIGURES / "digits-map.png"
+    plot_map(detector, X_test, path, color="label", labels=y_test, size=(5.5, 4.5), dpi=80)
+    print(f"map: wrote {path.relative_to(ROOT)}")
+
+
+def part_conditioned(args) -> None:
+    from aae_anomaly import AAEDetector
+    from aae_anomaly.plotting import plot_histogram, plot_map
+
+    X_train, y_train, X_test, y_test = digits_halves()
+    normal = y_train < 5
+    X_fit, classes = X_train[normal], y_train[normal]
+    anomalous = (y_test >= 5).astype(int)
+    params = dict(
+        latent_dim=2,
+        prior="mixture",
+        prior_params={"n_components": 10},
+        epochs=args.epochs,
+        random_state=SEED,
+    )
+    print(
+        f"conditioned: digits 0-4 normal ({len(X_fit)} training rows), digits 5-9 anomalies; "
+        f"test half {len(X_test)} rows, {int(anomalous.sum())} anomalies; {args.epochs} epochs"
+    )
+    for name, fit_classes in (("unconditioned", None), ("conditioned", classes)):
+        start = time.perf_counter()
+        detector = AAEDetector(**params).fit(X_fit, classes=fit_classes)
+        seconds = time.perf_counter() - start
+        components = detector.score_components(X_test)
+        aucs = ", ".join(
+            f"{key} {roc_auc_score(anomalous, components[key]):.3f}"
+            for key in ("score", "reconstruction", "discriminator", "density", "neighbors")
+        )
+        print(f"conditioned: {name:13s} fit {seconds:5.1f} s; ROC-AUC {aucs}")
+        if fit_classes is not None:
+            test_normal = y_test < 5
+            found = components["class"][test_normal]
+            accuracy = float((found == y_test[test_normal]).mean())
+            print(
+                f"conditioned: best-matching class = own digit for {accuracy:.3f} of the "
+                f"{int(test_normal.sum())} held-out normal digits"
+            )
+            given = detector.score_components(
+                X_test[test_normal], classes=y_test[test_normal]
+            )
+            print(
+                "conditioned: held-out normal digits scored in their own class: median "
+                f"density {np.median(given['density']):.2f} vs best class "
+                f"{np.median(components['density'][test_normal]):.2f}"
+            )
+            path = FIGURES / "digits-conditioned-map.png"
+            plot_map(
+                detector, X_test, path, color="label", labels=y_test, size=(5.5, 4.5), dpi=80
+            )
+            print(f"conditioned: wrote {path.relative_to(ROOT)}")
+            path = FIGURES / "digits-conditioned-histogram.png"
+            plot_histogram(detector, X_test, path, labels=anomalous, size=(5.5, 3.5), dpi=80)
+            print(f"conditioned: wrote {path.relative_to(ROOT)}")
+
+
+def semi_split(X: np.ndarray, y: np.ndarray, seed: int):
+    """Training rows, the labelled-anomaly pool, test rows and test labels (scaled)."""
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed)
+    normal = rng.permutation(np.flatnonzero(y == 0))
+    anomalies = rng.permutation(np.flatnonzero(y != 0))
+    n_train = int(0.6 * len(normal))
+    train, test_normal = normal[:n_train], normal[n_train:]
+    pool, test_anomalies = anomalies[: len(anomalies) // 2], anomalies[len(anomalies) // 2 :]
+    if len(train) > 20_000:
+        train = rng.choice(train, 20_000, replace=False)
+    if len(test_normal) > 20_000:
+        test_normal = rng.choice(test_normal, 20_000, replace=False)
+    test = np.concatenate([test_normal, test_anomalies])
+    scaler = StandardScaler().fit(X[train])
+    return (
+        scaler.transform(X[train]),
+        scaler.transform(X[pool]),
+        scaler.transform(X[test]),
+        (y[test] != 0).astype(int),
+        len(anomalies),
+    )
+
+
+def part_semi(args) -> None:
+    from aae_anomaly import AAEDetector
+
+    folder = Path(args.data)
+    paths = sorted(folder.glob("*.npz"), key=lambda p: int(p.stem.split("_")[0]))
+    if not paths:
+        print(f"semi: no ADBench data in {folder}; skipped")
+        return
+    if args.datasets:
+        paths = [p for p in paths if p.stem in args.datasets.split(",")]
+    header = " | ".join(f"{share:.0%} labelled" for share in LABELLED_SHARES)
+    print(f"semi: ROC-AUC of the default score, mean over seeds {list(args.seeds)}")
+    print(f"semi: | data set | labelled anomalies (1% / 5%) | {header} |")
+    table = {}
+    for path in paths:
+        with np.load(path, allow_pickle=False) as archive:
+            X = archive["X"].reshape(len(archive["X"]), -1).astype(np.float64)
+            y = archive["y"].reshape(-1).astype(int)
+        aucs = {share: [] for share in LABELLED_SHARES}
+        counts = {}
+        for seed in args.seeds:
+            X_train, pool, X_test, y_test, n_anomalies = semi_split(X, y, seed)
+            order = np.random.default_rng(seed + 1000).permutation(len(pool))
+            for share in LABELLED_SHARES:
+                n_labelled = min(len(pool), max(1, round(share * n_anomalies))) if share else 0
+                counts[share] = n_labelled
+                known = pool[order[:n_labelled]]
+                rows = np.vstack([X_train, known])
+                labels = np.r_[np.zeros(len(X_train)), np.ones(len(known))]
+                detector = AAEDetector(random_state=seed).fit(
+                    rows, anomaly_labels=labels if n_labelled else None
+                )
+                scores = -detector.score_samples(X_test)
+                aucs[share].append(roc_auc_score(y_test, scores))
+        means = {share: float(np.mean(values)) for share, values in aucs.items()}
+        table[path.stem] = means
+        cells = " | ".join(f"{means[share]:.3f}" for share in LABELLED_SHARES)
+        print(f"semi: | {path.stem} | {counts[0.01]} / {counts[0.05]} | {cells} |", flush=True)
+    mean = {share: np.mean([row[share] for row in table.values()]) for share in LABELLED_SHARES}
+    cells = " | ".join(f"{mean[share]:.3f}" for share in LABELLED_SHARES)
+    print(f"semi: | mean of {len(table)} | | {cells} |")
+    _semi_figure(table)
+
+
+def _semi_figure(table: dict) -> None:
+    from aae_anomaly.plotting import _figure, _save
+
+    figure = _figure((5.5, 4.5), 80)
+    axes = figure.add_subplot()
+    names = list(table)
+    none = np.array([table[n][0.0] for n in names])
+    for share, marker in ((0.01, "o"), (0.05, "s")):
+        axes.scatter(none, [table[n][share] for n in names], marker=marker,
+                     label=f"{share:.0%} of anomalies labelled")
+    low = min(none.min(), min(min(v.values()) for v in table.values())) - 0.02
+    axes.plot([low, 1.0], [low, 1.0], color="0.5", linestyle="--", label="no change")
+    axes.set_xlabel("ROC-AUC, no labelled anomalies")
+    axes.set_ylabel("ROC-AUC with labelled anomalies")
+    axes.set_title(f"semi-supervised detection, {len(names)} ADBench sets")
+    axes.legend(fontsize="small")
+    path = FIGURES / "semi-supervised.png"
+    _save(figure, path, 80)
+    print(f"semi: wrote {path.relative_to(ROOT)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=PARTS, action="append", help="default: all")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="ADBench .npz folder")
+    parser.add_argument("--datasets", help="semi: comma-separated names (default: all)")
+    parser.add_argument(
+        "--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0]
+    )
+    args = parser.parse_args(argv)
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), seed {SEED}")
+    for part in args.part or PARTS:
+        {"map": part_map, "conditioned": part_conditioned, "semi": part_semi}[part](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
