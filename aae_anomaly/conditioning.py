@@ -23,19 +23,24 @@ import torch
 from .priors import Prior
 
 
-def encode_classes(classes, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct class values (sorted) and each row's index among them.
-
-    ``classes`` is one value per row: integers or strings (floats only when whole
-    numbers, as a CSV column of class numbers is read).
-    """
+def _class_values(classes, n_rows: int) -> np.ndarray:
+    """``classes`` as a 1-D array of one plain value per row, or ValueError."""
     values = np.asarray(classes)
     if values.ndim != 1 or len(values) != n_rows:
         raise ValueError(
             f"classes must hold one class label per row of X ({n_rows}), got shape "
             f"{values.shape}"
         )
-    values = _plain(values)
+    return _plain(values)
+
+
+def encode_classes(classes, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct class values (sorted) and each row's index among them.
+
+    ``classes`` is one value per row: integers or strings (floats only when whole
+    numbers, as a CSV column of class numbers is read).
+    """
+    values = _class_values(classes, n_rows)
     distinct, index = np.unique(values, return_inverse=True)
     return distinct, index.astype(np.int64)
 
@@ -43,13 +48,7 @@ def encode_classes(classes, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
 def class_indices(known: np.ndarray, classes, n_rows: int) -> np.ndarray:
     """Each row's index among the ``known`` classes of a fitted model; an unknown class is
     an error."""
-    values = np.asarray(classes)
-    if values.ndim != 1 or len(values) != n_rows:
-        raise ValueError(
-            f"classes must hold one class label per row of X ({n_rows}), got shape "
-            f"{values.shape}"
-        )
-    values = _plain(values)
+    values = _class_values(classes, n_rows)
     if values.dtype.kind != known.dtype.kind and not (
         values.dtype.kind in "iuf" and known.dtype.kind in "iuf"
     ):
