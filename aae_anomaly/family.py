@@ -277,7 +277,7 @@ class SupervisedAAE(_CategoricalAAE):
         else:
             codes = np.asarray(style, dtype=np.float64)
             if codes.shape == (self.style_dim,):
-                codes = np.broadcast_to(codes, (n_samples, self.style_dim))
+                codes = np.tile(codes, (n_samples, 1))
             if codes.shape != (n_samples, self.style_dim) or not np.isfinite(codes).all():
                 raise ValueError(
                     f"style must be finite, shaped ({self.style_dim},) or ({n_samples}, "
@@ -367,13 +367,15 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
             raise ValueError(f"label_weight must be a positive number, got {self.label_weight!r}")
         _check_int("labelled_batch_size", self.labelled_batch_size)
         _check_non_negative("balance_weight", self.balance_weight)
-        y = _targets(X, y)
+        y = _targets(X, y, check=False)
         unlabelled = _unlabelled(y)
         if unlabelled.all():
             raise ValueError(
                 "y marks every row unlabelled (-1); AAEClassifier needs labelled rows of at "
                 "least 2 classes (use AAEClustering to group rows without labels)"
             )
+        # -1 mixed with strings (an object array) is checked once the -1 rows are out
+        check_classification_targets(y[~unlabelled])
         self.classes_ = np.unique(y[~unlabelled].astype(_label_dtype(y[~unlabelled])))
         if len(self.classes_) < 2:
             raise ValueError(
@@ -396,7 +398,8 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each row."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        probabilities = self.predict_proba(X)
+        return self.classes_[probabilities.argmax(axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -469,6 +472,7 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
 
     def fit(self, X, y=None):
         """Cluster the rows of ``X``; ``y`` is not used."""
+        X = self._validated_training_rows(X)
         if (
             isinstance(self.n_clusters, bool)
             or not isinstance(self.n_clusters, numbers.Integral)
@@ -477,7 +481,6 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
             raise ValueError(
                 f"n_clusters must be an integer of at least 2, got {self.n_clusters!r}"
             )
-        X = self._validated_training_rows(X)
         _check_non_negative("balance_weight", self.balance_weight)
         self._fit_network(X, None, int(self.n_clusters), balance_weight=float(self.balance_weight))
         self.labels_ = self.predict(X)
@@ -497,13 +500,19 @@ def _check_non_negative(name: str, value) -> None:
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
 
 
-def _targets(X: np.ndarray, y) -> np.ndarray:
+def _targets(X: np.ndarray, y, check: bool = True) -> np.ndarray:
+    """``y`` as a 1-D array of one class per row of ``X``, checked to hold classes unless
+    ``check`` is off."""
     if y is None:
-        raise ValueError("y is required: the class of each row")
+        raise ValueError(
+            "this estimator requires y to be passed, but the target y is None: give the "
+            "class of each row"
+        )
     y = column_or_1d(y, warn=True)
     if len(y) != len(X):
         raise ValueError(f"y has {len(y)} entries but X has {len(X)} rows")
-    check_classification_targets(y)
+    if check:
+        check_classification_targets(y)
     return y
 
 
@@ -530,11 +539,13 @@ def _label_dtype(values: np.ndarray):
 
 def _class_indices(classes: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Each value's index in the fitted ``classes``; an unknown class is a ValueError."""
-    index = np.clip(np.searchsorted(classes, values), 0, len(classes) - 1)
-    unknown = classes[index] != values
-    if np.any(unknown):
-        raise ValueError(
-            f"unknown class {values[np.flatnonzero(unknown)[0]]!r}; the model knows "
-            f"{classes.tolist()}"
-        )
+    try:
+        index = np.clip(np.searchsorted(classes, values), 0, len(classes) - 1)
+        unknown = np.asarray(classes[index] != values, dtype=bool)
+    except TypeError:  # strings asked of a model of numbers, or the reverse
+        index, unknown = None, np.ones(len(values), dtype=bool)
+    if unknown.any():
+        first = values[np.flatnonzero(unknown)[0]]
+        first = first.item() if isinstance(first, np.generic) else first
+        raise ValueError(f"unknown class {first!r}; the model knows {classes.tolist()}")
     return index
