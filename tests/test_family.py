@@ -245,3 +245,72 @@ def test_supervised_needs_a_class_for_every_row():
         SupervisedAAE(epochs=1).fit(X, None)
     with pytest.raises(ValueError, match="Unknown label type"):
         SupervisedAAE(epochs=1).fit(X, np.linspace(0, 1, 40))
+
+
+# -- command line --------------------------------------------------------------------------
+@pytest.fixture
+def labelled_file(tmp_path):
+    X, y = blobs(n=120)
+    path = tmp_path / "rows.npz"
+    np.savez(path, X=X, y=few_labels(y, 3))
+    return path, X, y
+
+
+def run_cli(*args):
+    from click.testing import CliRunner
+
+    from aae_anomaly.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_classify_writes_a_label_and_probabilities_per_row(labelled_file, tmp_path):
+    path, X, y = labelled_file
+    output = tmp_path / "predictions.csv"
+    result = run_cli("classify", path, "-o", output, "--epochs", 15, "--batch-size", 64, "-q")
+    assert result.exit_code == 0, result.output
+    table = np.genfromtxt(output, delimiter=",", names=True)
+    assert table.dtype.names == ("label", "probability_0", "probability_1", "probability_2")
+    assert len(table) == len(X)
+    assert (table["label"] == y).mean() > 0.9
+
+
+def test_cluster_and_generate_write_their_tables(labelled_file, tmp_path):
+    path, X, y = labelled_file
+    clusters = tmp_path / "clusters.csv"
+    result = run_cli("cluster", path, "--clusters", 3, "--epochs", 2, "-o", clusters, "-q")
+    assert result.exit_code == 0, result.output
+    assert np.genfromtxt(clusters, delimiter=",", names=True).shape == (len(X),)
+    samples = tmp_path / "samples.csv"
+    result = run_cli("generate", path, "--class", 0, "--class", 2, "-n", 4, "--epochs", 2,
+                     "-o", samples, "-q")
+    assert result.exit_code == 0, result.output
+    table = np.genfromtxt(samples, delimiter=",", names=True)
+    assert table["class"].tolist() == [0] * 4 + [2] * 4
+    assert len(table.dtype.names) == X.shape[1] + 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("classify", "{unlabelled}"), "every row unlabelled"),
+        (("classify", "{plain}"), "has no labels"),
+        (("cluster", "{plain}", "--clusters", 1), "n_clusters must be"),
+        (("generate", "{labelled}", "--class", 9), "--class 9 is not a class"),
+        (("classify", "{labelled}", "--epochs", 0), "epochs must be a positive integer"),
+    ],
+)
+def test_family_commands_exit_2_with_one_line_on_bad_input(tmp_path, args, message):
+    X, y = blobs(n=40)
+    files = {
+        "unlabelled": tmp_path / "unlabelled.npz",
+        "plain": tmp_path / "plain.npy",
+        "labelled": tmp_path / "labelled.npz",
+    }
+    np.savez(files["unlabelled"], X=X, y=np.full(len(X), -1))
+    np.save(files["plain"], X)
+    np.savez(files["labelled"], X=X, y=y)
+    result = run_cli(*[str(a).format(**files) for a in args], "-q")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0]
