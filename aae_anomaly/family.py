@@ -78,21 +78,25 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
             **extra,
         )
 
-    def _validated_training_rows(self, X) -> np.ndarray:
+    def _validated_training_rows(self, X) -> tuple[np.ndarray, tuple[int, ...] | None]:
+        """Flat rows, and the image shape when ``X`` was a 4-D array of images."""
         self._check_params()
         X, image_shape = _flatten_images(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        self._image_shape = image_shape
-        return X
+        return X, image_shape
 
     def _fit_network(
-        self, X: np.ndarray, labels: np.ndarray | None, n_categories: int, **extra
+        self,
+        X: np.ndarray,
+        image_shape: tuple[int, ...] | None,
+        labels: np.ndarray | None,
+        n_categories: int,
+        **extra,
     ) -> None:
         """Train the networks on validated rows ``X``; ``labels`` holds class indices, or
         :data:`UNLABELLED`."""
         architecture = create_architecture(self.encoder, self.encoder_params or {})
-        input_shape = tuple(self._image_shape or self.input_shape or ())
-        del self._image_shape
+        input_shape = tuple(image_shape or self.input_shape or ())
         if input_shape:
             architecture.check_input_shape(input_shape, X.shape[1])
         else:
@@ -244,10 +248,10 @@ class SupervisedAAE(_CategoricalAAE):
 
     def fit(self, X, y):
         """Fit on rows ``X`` and the class ``y`` of every row."""
-        X = self._validated_training_rows(X)
+        X, image_shape = self._validated_training_rows(X)
         y = _targets(X, y)
         self.classes_, labels = np.unique(y, return_inverse=True)
-        self._fit_network(X, labels.astype(np.int64), len(self.classes_))
+        self._fit_network(X, image_shape, labels.astype(np.int64), len(self.classes_))
         return self
 
     def sample(self, n_samples: int = 1, y=None, style=None, random_state=None) -> np.ndarray:
@@ -362,7 +366,7 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
 
     def fit(self, X, y):
         """Fit on rows ``X``; ``y`` holds each row's class, or ``-1`` when unlabelled."""
-        X = self._validated_training_rows(X)
+        X, image_shape = self._validated_training_rows(X)
         if not isinstance(self.label_weight, numbers.Real) or not 0 < self.label_weight < np.inf:
             raise ValueError(f"label_weight must be a positive number, got {self.label_weight!r}")
         _check_int("labelled_batch_size", self.labelled_batch_size)
@@ -385,7 +389,7 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
         labels = np.full(len(y), UNLABELLED, dtype=np.int64)
         labels[~unlabelled] = np.searchsorted(self.classes_, y[~unlabelled])
         self._fit_network(
-            X, labels, len(self.classes_),
+            X, image_shape, labels, len(self.classes_),
             label_weight=float(self.label_weight),
             labelled_batch_size=int(self.labelled_batch_size),
             balance_weight=float(self.balance_weight),
@@ -400,11 +404,6 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
         """The most probable class of each row."""
         probabilities = self.predict_proba(X)
         return self.classes_[probabilities.argmax(axis=1)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
 
 
 class AAEClustering(ClusterMixin, _CategoricalAAE):
@@ -472,7 +471,7 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
 
     def fit(self, X, y=None):
         """Cluster the rows of ``X``; ``y`` is not used."""
-        X = self._validated_training_rows(X)
+        X, image_shape = self._validated_training_rows(X)
         if (
             isinstance(self.n_clusters, bool)
             or not isinstance(self.n_clusters, numbers.Integral)
@@ -482,7 +481,9 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
                 f"n_clusters must be an integer of at least 2, got {self.n_clusters!r}"
             )
         _check_non_negative("balance_weight", self.balance_weight)
-        self._fit_network(X, None, int(self.n_clusters), balance_weight=float(self.balance_weight))
+        self._fit_network(
+            X, image_shape, None, int(self.n_clusters), balance_weight=float(self.balance_weight)
+        )
         self.labels_ = self.predict(X)
         return self
 

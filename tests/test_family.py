@@ -241,7 +241,7 @@ def test_supervised_sample_refuses_what_it_cannot_draw(supervised):
 
 def test_supervised_needs_a_class_for_every_row():
     X, _ = blobs(n=40)
-    with pytest.raises(ValueError, match="y is required"):
+    with pytest.raises(ValueError, match="requires y to be passed"):
         SupervisedAAE(epochs=1).fit(X, None)
     with pytest.raises(ValueError, match="Unknown label type"):
         SupervisedAAE(epochs=1).fit(X, np.linspace(0, 1, 40))
