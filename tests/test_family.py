@@ -314,3 +314,40 @@ def test_family_commands_exit_2_with_one_line_on_bad_input(tmp_path, args, messa
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0]
+
+
+# -- shared machinery ----------------------------------------------------------------------
+def test_a_diverging_fit_is_rolled_back_then_stops_with_a_clear_error():
+    # the family's trainer reuses the detector's epoch loop: a diverged epoch is retried
+    # with smaller steps, and a fit that keeps diverging says what to change
+    import warnings
+
+    from aae_anomaly import TrainingDivergedError, TrainingWarning
+
+    X, y = blobs(n=200)
+    model = AAEClassifier(epochs=3, random_state=0, lr_autoencoder=1e7, lr_generator=1e7)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TrainingWarning)
+        with pytest.raises(TrainingDivergedError, match="lower the learning rates"):
+            model.fit(X, few_labels(y, 3))
+    assert any("rolled back" in str(w.message) for w in caught)
+
+
+def test_images_train_through_the_conv_encoder():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    images = X[:200].reshape(-1, 1, 8, 8)
+    model = AAEClustering(n_clusters=4, encoder="conv", epochs=1, random_state=0).fit(images)
+    assert model.input_shape_ == (1, 8, 8)
+    assert model.predict(images).shape == (200,)
+    with pytest.raises(ValueError, match="images have shape"):
+        model.predict(images.reshape(-1, 1, 4, 16))
+    supervised = SupervisedAAE(encoder="conv", epochs=1, random_state=0).fit(images, y[:200])
+    assert supervised.sample(3, y=5).shape == (3, 64)
+
+
+def test_verbose_fit_shows_progress(capsys):
+    X, y = blobs(n=60)
+    AAEClassifier(epochs=2, verbose=True, random_state=0).fit(X, few_labels(y, 2))
+    assert "2/2" in capsys.readouterr().err
