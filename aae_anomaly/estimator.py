@@ -770,7 +770,9 @@ def _describe_columns(columns: np.ndarray, names) -> str:
 def _check_values(X: np.ndarray, names, limit: float) -> None:
     """Raise ValueError naming the columns if ``X`` holds NaN, infinity, or values beyond
     ``limit`` in magnitude. Two reductions when all is well; the diagnosis only on error."""
-    if X.size == 0 or (-limit <= X.min() and X.max() <= limit):
+    # compared as Python floats: numpy would cast the limit to X's dtype, where
+    # float64's limit overflows float32
+    if X.size == 0 or (-limit <= float(X.min()) and float(X.max()) <= limit):
         return
     for kind, bad in (
         ("NaN", np.isnan(X)),

@@ -242,6 +242,13 @@ def test_mlp_encoder_takes_images_and_gives_them_back():
     assert detector.sample(3).shape == (3, 30)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_fit_and_score_give_no_warnings_for_ordinary_rows(small_rows, dtype, recwarn):
+    rows = (small_rows * 10).astype(dtype)
+    AAEDetector(epochs=1, random_state=0).fit(rows).score_samples(rows)
+    assert [str(w.message) for w in recwarn] == []
+
+
 def test_empty_images_are_an_error_naming_the_row_count():
     with pytest.raises(ValueError, match="0 sample"):
         AAEDetector().fit(np.zeros((0, 1, 8, 8)))
