@@ -24,7 +24,7 @@ from . import __version__
 from .demo import DEFAULT_DATASET, run_demo
 from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
 from .errors import AAEAnomalyError
-from .estimator import FLOAT32_MAX, AAEDetector, _check_values
+from .estimator import FLOAT32_MAX, SCALINGS, AAEDetector, _check_values
 from .fitconfig import DEFAULTS as FIT_DEFAULTS
 from .fitconfig import merge_settings, parse_options, read_config
 from .modelfile import load_model, read_header
@@ -69,7 +69,39 @@ def user_errors() -> Iterator[None]:
                 click.echo(f"Warning: {' '.join(str(warning.message).split())}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+# click 8.2+ raises this for a bare command that needs arguments; older click prints help
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class OneLineErrors(click.Group):
+    """A group whose usage errors (an unknown option, a bad value) are one line on standard
+    error with exit status 2, like every other bad input, instead of click's usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except NO_ARGS_IS_HELP as exc:
+            exc.show()  # the help text, as click prints it
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(
+    cls=OneLineErrors,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
 @click.version_option(__version__, prog_name="aae-anomaly")
 def main() -> None:
     """Find anomalies with adversarial autoencoders.
@@ -175,6 +207,13 @@ def _given(ctx: click.Context, name: str) -> bool:
     type=click.Choice(RECONSTRUCTION_LOSSES),
     default=FIT_DEFAULTS["reconstruction_loss"],
     help="Reconstruction loss.",
+)
+@click.option(
+    "--scaling",
+    type=click.Choice(SCALINGS),
+    default=FIT_DEFAULTS["scaling"],
+    help="Input statistics: per_feature (columns in different units), shared (one unit, "
+    "such as pixels); auto: shared for images, else per_feature.",
 )
 @click.option("--posterior", type=click.Choice(POSTERIORS), default=FIT_DEFAULTS["posterior"])
 @click.option(

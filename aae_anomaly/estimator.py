@@ -34,6 +34,7 @@ from .scoring import (
 # Rows per batch when scoring: large batches keep the small networks' matrix products busy,
 # and one fixed size makes each row's score independent of the rows beside it.
 SCORING_BATCH_SIZE = 4096
+SCALINGS = ("auto", "per_feature", "shared")
 # With fewer calibration rows than this, calibrate on the training rows instead.
 MIN_CALIBRATION_ROWS = 5
 # The neighbors component compares with at most this many training rows: enough for a
@@ -84,7 +85,14 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         encoder's adversarial step.
     reconstruction_loss : {"mse", "l1", "bce"}, default="mse"
         ``bce`` scales inputs to [0, 1] with the training minimum and maximum; the others
-        standardize them.
+        standardize them (mean and standard deviation).
+    scaling : {"auto", "per_feature", "shared"}, default="auto"
+        Whose statistics scale the inputs. ``per_feature``: each column its own, for
+        columns in different units. ``shared``: one centre and scale for all columns (per
+        channel for images), for columns in one unit such as pixels, where per-column
+        scaling would turn ink on a pixel that was always dark in training into a huge
+        value. ``"auto"``: ``shared`` for images (a 4-D ``X``, an ``input_shape`` of
+        several dimensions, or an image architecture), ``per_feature`` otherwise.
     posterior : {"deterministic", "gaussian"}, default="deterministic"
         The encoder's q(z|x): a point, or a Gaussian sampled with the reparameterization
         trick during training (its mean is used for scoring).
@@ -148,6 +156,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         lr_discriminator: float = 5e-4,
         lr_generator: float = 1e-3,
         reconstruction_loss: str = "mse",
+        scaling: str = "auto",
         posterior: str = "deterministic",
         input_shape: tuple[int, ...] | None = None,
         score_weights: dict | None = None,
@@ -169,6 +178,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         self.lr_discriminator = lr_discriminator
         self.lr_generator = lr_generator
         self.reconstruction_loss = reconstruction_loss
+        self.scaling = scaling
         self.posterior = posterior
         self.input_shape = input_shape
         self.score_weights = score_weights
@@ -263,7 +273,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
 
         device = resolve_device(self.device)
         with seeded(seed, device) as generator, flush_denormals():
-            center, scale = _input_scaling(train_rows, self.reconstruction_loss)
+            center, scale = _input_scaling(
+                train_rows, self.reconstruction_loss, self._scaling_groups(input_shape)
+            )
             module = self._build_module(
                 architecture, input_shape, center, scale, n_reference, n_anomalies
             ).to(device)
@@ -512,6 +524,8 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, "
                 f"got {self.reconstruction_loss!r}"
             )
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
         if self.posterior not in POSTERIORS:
             raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
         fraction = self.calibration_fraction
@@ -528,6 +542,14 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             value = getattr(self, name)
             if value is not None and not isinstance(value, dict):
                 raise ValueError(f"{name} must be a dict or None, got {type(value).__name__}")
+
+    def _scaling_groups(self, input_shape: tuple[int, ...]) -> int | None:
+        """How many groups of columns share a centre and scale: ``None`` for one per
+        column, else the number of channels (1 for flat rows)."""
+        images = len(input_shape) > 1
+        if self.scaling == "per_feature" or (self.scaling == "auto" and not images):
+            return None
+        return input_shape[0] if images else 1
 
     def _checked_weights(self, module: AAEModule, prior: Prior) -> dict[str, float]:
         names = available_components(module, prior)
@@ -721,7 +743,9 @@ def _flatten_images(X):
     if hasattr(X, "ndim") and not hasattr(X, "columns"):
         if X.ndim == 4:
             X = np.asarray(X)
-            return X.reshape(len(X), -1), tuple(int(s) for s in X.shape[1:])
+            shape = tuple(int(s) for s in X.shape[1:])
+            # an explicit width, since -1 cannot be inferred for zero images
+            return X.reshape(len(X), int(np.prod(shape))), shape
         if X.ndim == 1:
             # scikit-learn's wording, without the array itself, which may be long
             raise ValueError(
@@ -746,7 +770,9 @@ def _describe_columns(columns: np.ndarray, names) -> str:
 def _check_values(X: np.ndarray, names, limit: float) -> None:
     """Raise ValueError naming the columns if ``X`` holds NaN, infinity, or values beyond
     ``limit`` in magnitude. Two reductions when all is well; the diagnosis only on error."""
-    if X.size == 0 or (-limit <= X.min() and X.max() <= limit):
+    # compared as Python floats: numpy would cast the limit to X's dtype, where
+    # float64's limit overflows float32
+    if X.size == 0 or (-limit <= float(X.min()) and float(X.max()) <= limit):
         return
     for kind, bad in (
         ("NaN", np.isnan(X)),
@@ -767,20 +793,31 @@ def _check_values(X: np.ndarray, names, limit: float) -> None:
             )
 
 
-def _input_scaling(rows: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and scale that map the training rows to the network's units.
+def _input_scaling(
+    rows: np.ndarray, loss: str, groups: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and scale, one per column, that map the training rows to the network's units.
 
-    Standardization for mse and l1, [0, 1] for bce. Statistics are taken in float64; a
-    constant column gets scale 1, so it maps to zero instead of NaN.
+    Standardization for mse and l1, [0, 1] for bce. With ``groups``, the columns fall into
+    that many consecutive equal groups (the channels of an image) and each group shares
+    the statistics of all its values. Statistics are taken in float64; a constant column
+    (or group) gets scale 1, so it maps to zero instead of NaN.
     """
     values = rows.astype(np.float64, copy=False)
+    n_columns = values.shape[1]
+    axes: int | tuple[int, int] = 0
+    if groups is not None:
+        values, axes = values.reshape(len(values), groups, -1), (0, 2)
     if loss == "bce":
-        center = values.min(axis=0)
-        scale = values.max(axis=0) - center
+        center = values.min(axis=axes)
+        scale = values.max(axis=axes) - center
     else:
-        center = values.mean(axis=0)
-        scale = values.std(axis=0)
+        center = values.mean(axis=axes)
+        scale = values.std(axis=axes)
     # below float32's resolution of the centre, the variation is rounding noise
     varies = (scale > 1e-6 * np.abs(center)) & (scale > 1e-30)
     scale = np.where(varies, scale, 1.0)
+    if groups is not None:
+        center = np.repeat(center, n_columns // groups)
+        scale = np.repeat(scale, n_columns // groups)
     return center.astype(np.float32), scale.astype(np.float32)

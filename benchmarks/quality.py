@@ -2,9 +2,11 @@
 
 The protocol of ``../shared/data/README.md`` ("trained on normal data"): for each data set
 and seed, shuffle the normal rows with the seed; 60% of them train; the test set is the
-other 40% plus every anomaly. Scaling (a StandardScaler) is fitted on the training rows
-alone and used for every detector. Training sets over 20,000 rows are subsampled to
-20,000 (test sets likewise, keeping every anomaly). ROC-AUC and average precision on the
+other 40% plus every anomaly. Scaling is fitted on the training rows alone and used for
+every detector: a StandardScaler per feature for tabular sets, one mean and standard
+deviation over all pixels for image sets (``IMAGE_SHAPES``), whose pixels share one unit.
+Training sets over 20,000 rows are subsampled to 20,000 (test sets likewise, keeping every
+anomaly). ROC-AUC and average precision on the
 test set, averaged over seeds 0, 1 and 2.
 
 Each (data set, seed, detector) result is cached in a JSON file as soon as it is measured,
@@ -38,6 +40,13 @@ MAX_ROWS = 20_000
 AAE = "AAE"
 PYOD_DETECTORS = ("IForest", "KNN", "ECOD", "OCSVM", "AutoEncoder", "VAE", "DeepSVDD")
 DETECTORS = (AAE, *PYOD_DETECTORS)
+# Folders of image data sets and their per-sample shape. Pixels share one unit, so they
+# share one scale: per-pixel standardization turns ink on a pixel that is dark in every
+# training image into a value of 50 or more, for every detector alike.
+IMAGE_SHAPES = {"mnist-oneclass": (1, 28, 28)}
+# MNIST figures measured under the first protocol (per-pixel StandardScaler), kept so the
+# report can show what the change of scaling did.
+PER_PIXEL_CACHE = ROOT / "benchmarks" / "results" / "quality-mnist-per-pixel.json"
 
 
 # -- data -------------------------------------------------------------------------------
@@ -57,8 +66,9 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return X.reshape(len(X), -1).astype(np.float64), y.reshape(-1).astype(int)
 
 
-def protocol_split(X: np.ndarray, y: np.ndarray, seed: int):
-    """Training rows, test rows and test labels under the shared protocol (scaled)."""
+def protocol_split(X: np.ndarray, y: np.ndarray, seed: int, images: bool = False):
+    """Training rows, test rows and test labels under the shared protocol (scaled: per
+    feature, or with ``images`` one mean and standard deviation for all pixels)."""
     rng = np.random.default_rng(seed)
     normal = rng.permutation(np.flatnonzero(y == 0))
     anomalies = np.flatnonzero(y != 0)
@@ -70,6 +80,9 @@ def protocol_split(X: np.ndarray, y: np.ndarray, seed: int):
         keep = max(MAX_ROWS - len(anomalies), 0)
         test_normal = rng.choice(test_normal, keep, replace=False)
     test = np.concatenate([test_normal, anomalies])
+    if images:
+        center, scale = X[train].mean(), X[train].std()
+        return (X[train] - center) / scale, (X[test] - center) / scale, (y[test] != 0).astype(int)
     scaler = StandardScaler().fit(X[train])
     return scaler.transform(X[train]), scaler.transform(X[test]), (y[test] != 0).astype(int)
 
@@ -102,8 +115,13 @@ def anomaly_scores(detector, X: np.ndarray) -> np.ndarray:
     return detector.decision_function(X)
 
 
-def evaluate(name: str, X_train, X_test, y_test, seed: int) -> dict:
+def evaluate(name: str, X_train, X_test, y_test, seed: int, image_shape=None) -> dict:
+    """Fit on the training rows, score the test rows. With ``image_shape``, the AAE gets
+    the rows as images of that shape, their natural form (PyOD takes flat rows only)."""
     detector = make_detector(name, X_train.shape[1], seed)
+    if name == AAE and image_shape is not None:
+        X_train = X_train.reshape(len(X_train), *image_shape)
+        X_test = X_test.reshape(len(X_test), *image_shape)
     started = time.perf_counter()
     detector.fit(X_train)
     fitted = time.perf_counter()
@@ -238,6 +256,33 @@ def group_lines(title: str, table: dict, names: list[str], detectors: list[str])
     return lines
 
 
+def per_pixel_lines(groups: dict[str, list[str]], seeds) -> list[str]:
+    """The image sets' means under the first protocol (per-pixel StandardScaler), when the
+    archived results of that run are present."""
+    if not PER_PIXEL_CACHE.exists():
+        return []
+    archived = load_cache(PER_PIXEL_CACHE)
+    lines = []
+    for group in sorted(set(groups) & set(IMAGE_SHAPES)):
+        table = summarise(archived, {name: group for name in groups[group]}, seeds)
+        detectors = [d for d in DETECTORS if all(d in table.get(n, {}) for n in groups[group])]
+        if not detectors:
+            continue
+        lines += [
+            f"## {group} under per-pixel scaling (the first protocol, for comparison)", "",
+            "Measured before image sets were scaled with one mean and deviation: the same "
+            "splits, a StandardScaler per pixel for every detector, and the AAE given flat "
+            f"rows (`{PER_PIXEL_CACHE.relative_to(ROOT)}`). Means over "
+            f"{len(groups[group])} data sets:", "",
+            "| | " + " | ".join(detectors) + " |", "|---" * (len(detectors) + 1) + "|",
+        ]
+        for metric, label in (("roc_auc", "ROC-AUC"), ("average_precision", "AP")):
+            means = [np.mean([table[n][d][metric] for n in groups[group]]) for d in detectors]
+            lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in means) + " |")
+        lines.append("")
+    return lines
+
+
 def summary_lines(table: dict, groups: dict[str, list[str]]) -> list[str]:
     """AAE against the PyOD detectors, per group, on the data sets every detector finished."""
     lines = ["## Summary", ""]
@@ -296,8 +341,12 @@ def write_report(cache: dict, groups: dict[str, str], path: Path, seeds) -> None
         f"Machine: {run.get('machine', '?')}",
         "",
         "Protocol (`../shared/data/README.md`): train on 60% of the normal rows; test on the "
-        "other 40% and every anomaly; StandardScaler fitted on the training rows for every "
-        f"detector; seeds {', '.join(map(str, seeds))}; each figure is the mean over seeds. "
+        "other 40% and every anomaly; scaling fitted on the training rows, the same for every "
+        "detector: a StandardScaler per feature on the tabular sets, one mean and standard "
+        "deviation over all pixels on the image sets (pixels share one unit; per-pixel "
+        "scaling turns ink on a pixel that is dark in every training image into a value of "
+        "50 or more, see the last section), where the AAE gets the rows as 28x28 images; "
+        f"seeds {', '.join(map(str, seeds))}; each figure is the mean over seeds. "
         "Every detector runs with its default settings (PyOD's KNN with n_neighbors=5, "
         "method='largest').",
         "",
@@ -310,6 +359,7 @@ def write_report(cache: dict, groups: dict[str, str], path: Path, seeds) -> None
         names = sorted(names, key=_natural)
         present = [det for det in DETECTORS if any(det in table.get(d, {}) for d in names)]
         lines += group_lines(group, table, names, present)
+    lines += per_pixel_lines(by_group, seeds)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
@@ -360,15 +410,17 @@ def main(argv: list[str] | None = None) -> int:
             f"torch threads {threads}",
         }
         for dataset in sorted(wanted, key=_natural):
-            X, y = load_npz(found[dataset][1])
+            group, path = found[dataset]
+            X, y = load_npz(path)
+            image_shape = IMAGE_SHAPES.get(group)
             for seed in seeds:
                 split = None
                 for detector in detectors:
                     key = f"{dataset}|{seed}|{detector}"
                     if key in cache["results"] and detector not in rerun:
                         continue
-                    split = split or protocol_split(X, y, seed)
-                    result = evaluate(detector, *split, seed)
+                    split = split or protocol_split(X, y, seed, images=image_shape is not None)
+                    result = evaluate(detector, *split, seed, image_shape)
                     cache["results"][key] = result
                     save_cache(cache, args.cache)
                     print(f"{dataset:>16} seed {seed} {detector:>11}: ROC-AUC "

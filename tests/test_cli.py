@@ -111,6 +111,22 @@ def test_fit_from_a_dataset_spec_with_plugin_options(files):
     assert document["params"]["latent_dim"] == 2
 
 
+def test_fit_on_images_shares_one_scale_unless_told_otherwise(tmp_path):
+    images = np.random.default_rng(0).random((60, 1, 4, 4)) * np.linspace(0.1, 1, 16).reshape(4, 4)
+    np.save(tmp_path / "images.npy", images)
+    for scaling, distinct in (("auto", 1), ("per_feature", 16)):
+        model = tmp_path / f"{scaling}.aae"
+        result = run("fit", tmp_path / "images.npy", "-o", model, "--scaling", scaling, *FAST)
+        assert result.exit_code == 0, result.output
+        loaded = aae_anomaly.load(model)
+        assert loaded.scaling == scaling and loaded.input_shape_ == (1, 4, 4)
+        assert len(set(loaded.module_.scale.tolist())) == distinct
+    assert_bad_input(
+        run("fit", tmp_path / "images.npy", "-o", tmp_path / "x.aae", "--scaling", "global"),
+        "'global' is not one of 'auto', 'per_feature', 'shared'",
+    )
+
+
 @pytest.mark.parametrize("suffix", [".toml", ".json"])
 def test_config_file_settings_lose_to_options_given_on_the_command_line(files, suffix):
     config = files["root"] / f"settings{suffix}"
@@ -308,6 +324,19 @@ def test_fit_errors(files, tmp_path):
     (tmp_path / "notes.txt").write_text("1,2\n")
     assert_bad_input(run("fit", tmp_path / "notes.txt", "-o", out), "unsupported file format .txt")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["fit", "x.csv", "-o", "m.aae", "--epochs", "abc"], "'abc' is not a valid integer"),
+        (["fit", "x.csv", "-o", "m.aae", "--no-such-option"], "--no-such-option"),
+        (["fit", "x.csv"], "Missing option '-o'"),
+        (["fitt"], "No such command 'fitt'"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_problem(args, fragment):
+    assert_bad_input(run(*args), fragment, "--help')")
 
 
 def test_fit_rejects_non_numeric_csv_cells(tmp_path):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -180,6 +181,77 @@ def test_images_of_the_wrong_shape_are_rejected():
 def test_conv_needs_a_shape_it_can_infer():
     with pytest.raises(ValueError, match="cannot tell the image shape.*input_shape"):
         AAEDetector(encoder="conv", epochs=1).fit(np.zeros((10, 10)))
+
+
+def _digit_split(digit):
+    X, y = load_digits(return_X_y=True)
+    normal, others = X[y == digit], X[y != digit][::5]
+    test = np.vstack([normal[120:], others])
+    labels = np.r_[np.zeros(len(normal) - 120), np.ones(len(others))]
+    return normal[:120], test, labels
+
+
+def test_pixels_of_images_share_one_scale():
+    train, test, labels = _digit_split(8)
+    images = train.reshape(-1, 1, 8, 8)
+    shared = AAEDetector(epochs=30, random_state=0).fit(images)
+    assert len(set(shared.module_.scale.tolist())) == 1
+    assert len(set(shared.module_.center.tolist())) == 1
+    # statistics of the training rows (the calibration rows held back are a tenth)
+    np.testing.assert_allclose(shared.module_.scale[0], train.std(), rtol=0.05)
+    per_pixel = AAEDetector(epochs=30, random_state=0, scaling="per_feature").fit(images)
+    assert len(set(per_pixel.module_.scale.tolist())) > 10
+
+    # per-pixel scaling inflates ink on pixels that are nearly always dark in training
+    def auc(detector):
+        return roc_auc_score(labels, -detector.score_samples(test.reshape(-1, 1, 8, 8)))
+
+    assert auc(shared) > 0.97
+    assert auc(shared) > auc(per_pixel) + 0.02
+
+
+def test_flat_rows_are_scaled_per_feature_unless_shared_is_asked(small_rows):
+    rows = small_rows * np.arange(1, small_rows.shape[1] + 1)
+    per_feature = AAEDetector(epochs=1, random_state=0).fit(rows)
+    np.testing.assert_allclose(per_feature.module_.scale, rows.std(axis=0), rtol=0.1)
+    shared = AAEDetector(epochs=1, random_state=0, scaling="shared").fit(rows)
+    assert len(set(shared.module_.scale.tolist())) == 1
+    np.testing.assert_allclose(shared.module_.scale[0], rows.std(), rtol=0.1)
+
+
+def test_channels_of_images_are_scaled_apart():
+    images = np.random.default_rng(0).random((40, 2, 4, 4))
+    images[:, 1] = images[:, 1] * 100 + 5
+    detector = AAEDetector(epochs=1, random_state=0).fit(images)
+    scale = detector.module_.scale.numpy().reshape(2, 16)
+    by_channel = images.transpose(1, 0, 2, 3).reshape(2, -1).std(axis=1)
+    np.testing.assert_allclose(scale[:, 0], by_channel, rtol=0.1)
+    assert (scale == scale[:, :1]).all()
+
+
+def test_unknown_scaling_is_an_error(small_rows):
+    with pytest.raises(ValueError, match="scaling must be one of .*'shared'.*got 'global'"):
+        AAEDetector(scaling="global").fit(small_rows)
+
+
+def test_mlp_encoder_takes_images_and_gives_them_back():
+    images = np.random.default_rng(0).random((32, 1, 6, 5))
+    detector = AAEDetector(epochs=1, random_state=0).fit(images)
+    assert detector.input_shape_ == (1, 6, 5)
+    assert detector.score_samples(images).shape == (32,)
+    assert detector.sample(3).shape == (3, 30)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_fit_and_score_give_no_warnings_for_ordinary_rows(small_rows, dtype, recwarn):
+    rows = (small_rows * 10).astype(dtype)
+    AAEDetector(epochs=1, random_state=0).fit(rows).score_samples(rows)
+    assert [str(w.message) for w in recwarn] == []
+
+
+def test_empty_images_are_an_error_naming_the_row_count():
+    with pytest.raises(ValueError, match="0 sample"):
+        AAEDetector().fit(np.zeros((0, 1, 8, 8)))
 
 
 def test_works_in_pipeline_clone_and_grid_search(small_rows):

@@ -106,3 +106,27 @@ def test_save_and_load_score_bit_identically(tmp_path, n_features, scale, loss, 
     assert np.isfinite(expected).all()
     np.testing.assert_array_equal(loaded.score_samples(X), expected)
     np.testing.assert_array_equal(loaded.predict(X), detector.predict(X))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    n_reference=st.integers(1, 1500),
+    k=st.integers(1, 10),
+    duplicates=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_neighbour_distances_equal_a_brute_force_search(n_reference, k, duplicates, seed):
+    """The two-stage selection finds the same neighbours as sorting every distance."""
+    import torch
+
+    from aae_anomaly.scoring import mean_neighbor_distance
+
+    generator = torch.Generator().manual_seed(seed)
+    reference = torch.randn(n_reference, 6, generator=generator)
+    if duplicates:
+        reference[1::2] = reference[::2][: len(reference[1::2])]
+    queries = torch.randn(300, 6, generator=generator)
+    found = mean_neighbor_distance(queries, reference, k)
+    exact = torch.cdist(queries.double(), reference.double())
+    expected = exact.topk(min(k, n_reference), dim=1, largest=False).values.mean(dim=1)
+    torch.testing.assert_close(found.double(), expected, rtol=1e-5, atol=1e-5)

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..errors import TrainingDivergedError, TrainingWarning
 from ..priors import Prior
+from .adam_step import AdamStep
 from .model import AAEModule, mean_reconstruction_error
 
 HISTORY_KEYS = ("reconstruction", "discriminator", "generator", "discriminator_accuracy")
@@ -249,9 +250,14 @@ class Trainer(EpochTrainer):
         and the code."""
         module, prior, config, generator = self.module, self.prior, self.config, self.generator
         discriminator = module.discriminator
-        autoencoder_opt = self.optimizers["autoencoder"]
-        discriminator_opt = self.optimizers["discriminator"]
-        generator_opt = self.optimizers["generator"]
+        discriminator_params = list(discriminator.parameters())
+        # the optimizers' state may have been replaced since the last epoch (a rollback,
+        # a resumed checkpoint): the lean steps rebuild their lists from it
+        autoencoder_opt, discriminator_opt, generator_opt = (
+            AdamStep(self.optimizers[name]) for name in OPTIMIZERS
+        )
+        for stepper in (autoencoder_opt, discriminator_opt, generator_opt):
+            stepper.refresh()
         bce = nn.functional.binary_cross_entropy_with_logits
         x_all = self.x_all
         n = len(x_all)
@@ -280,7 +286,7 @@ class Trainer(EpochTrainer):
             # 1. reconstruction phase
             z = module.encode(x, generator)
             reconstruction = mean_reconstruction_error(module.decode(z), x, module.loss)
-            autoencoder_opt.zero_grad(set_to_none=True)
+            autoencoder_opt.zero_grad()
             reconstruction.backward()
             autoencoder_opt.step()
 
@@ -294,22 +300,24 @@ class Trainer(EpochTrainer):
                 logits = discriminator(torch.cat([real, torch.cat([z.detach(), condition], 1)]))
             targets = full_targets if m == batch_size else torch.cat([ones[:m], zeros[:m]])
             discriminator_loss = bce(logits, targets)
-            discriminator_opt.zero_grad(set_to_none=True)
+            discriminator_opt.zero_grad()
             discriminator_loss.backward()
             discriminator_opt.step()
 
             # 2b. regularization: the encoder learns to make D call its codes real.
             # D's weights need no gradient here, so autograd skips them.
-            discriminator.requires_grad_(False)
+            for p in discriminator_params:
+                p.requires_grad_(False)
             code = module.encode(x, generator)
             if classes is not None:
                 code = torch.cat([code, condition], 1)
             generator_logits = discriminator(code)
             generator_loss = bce(generator_logits, ones[:m])
-            generator_opt.zero_grad(set_to_none=True)
+            generator_opt.zero_grad()
             generator_loss.backward()
             generator_opt.step()
-            discriminator.requires_grad_(True)
+            for p in discriminator_params:
+                p.requires_grad_(True)
 
             with torch.no_grad():
                 is_real = real_targets if m == batch_size else targets.bool()

@@ -36,7 +36,9 @@ class MLPArchitecture(Architecture):
     """Fully connected encoder and mirrored decoder for rows of features.
 
     ``hidden`` lists the encoder's hidden widths; by default two layers whose widths follow
-    the input size: ``h = clip(2 * n_features, 32, 256)``, then ``h / 2``.
+    the input size: ``h = clip(2 * n_features, 32, 256)``, then ``h / 2``. Images (an
+    ``input_shape`` of several dimensions) are flattened on the way in and reshaped on the
+    way out, as the paper's MNIST networks do.
     """
 
     def __init__(self, hidden: list[int] | tuple[int, ...] | None = None, activation="leaky_relu"):
@@ -51,11 +53,6 @@ class MLPArchitecture(Architecture):
     def infer_input_shape(self, n_features):
         return (n_features,)
 
-    def check_input_shape(self, input_shape, n_features):
-        if len(input_shape) != 1:
-            raise ValueError(f"the mlp encoder takes flat rows, not input_shape {input_shape}")
-        super().check_input_shape(input_shape, n_features)
-
     def hidden_sizes(self, n_features: int, latent_dim: int) -> list[int]:
         if self.hidden is not None:
             return self.hidden
@@ -63,11 +60,14 @@ class MLPArchitecture(Architecture):
         return [width, max(width // 2, 2 * latent_dim)]
 
     def build(self, input_shape, latent_dim, code_size):
-        (n_features,) = input_shape
+        n_features = math.prod(input_shape)
         hidden = self.hidden_sizes(n_features, latent_dim)
         activation = _activation(self.activation)
         encoder = _mlp([n_features, *hidden, code_size], activation)
         decoder = _mlp([latent_dim, *reversed(hidden), n_features], activation)
+        if len(input_shape) > 1:
+            encoder = nn.Sequential(nn.Flatten(), *encoder)
+            decoder = nn.Sequential(*decoder, nn.Unflatten(1, tuple(input_shape)))
         return encoder, decoder
 
     def options(self):
