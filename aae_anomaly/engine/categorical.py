@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .adam_step import AdamStep
 from .inference import for_each_batch
 from .model import Discriminator, ScaledInput, mean_reconstruction_error
 from .training import EpochTrainer, TrainingConfig
@@ -190,6 +191,11 @@ class CategoricalTrainer(EpochTrainer):
         discriminators = [module.style_discriminator]
         if infers:
             discriminators.append(module.category_discriminator)
+        # the detector's lean Adam steps, bit for bit the optimizers' own; rebuilt each
+        # epoch, since a rollback may have replaced the optimizers' state
+        steps = {name: AdamStep(optimizer) for name, optimizer in self.optimizers.items()}
+        for step in steps.values():
+            step.refresh()
 
         totals = torch.zeros(len(HISTORY_KEYS), device=device)
         order = torch.randperm(n, generator=generator, device=device)
@@ -204,7 +210,7 @@ class CategoricalTrainer(EpochTrainer):
             category = torch.softmax(logits, dim=1) if infers else given
             output = module.decode(category, style)
             reconstruction = mean_reconstruction_error(output, x, module.loss)
-            _step(self.optimizers["autoencoder"], reconstruction)
+            _step(steps["autoencoder"], reconstruction)
 
             # 2a. regularization: each discriminator learns prior = real, codes = fake
             targets = torch.cat([torch.ones(m, device=device), torch.zeros(m, device=device)])
@@ -221,7 +227,7 @@ class CategoricalTrainer(EpochTrainer):
                 )
                 discriminator_loss = discriminator_loss + bce(category_logits, targets)
                 correct = (correct + ((category_logits > 0) == targets.bool()).float().mean()) / 2
-            _step(self.optimizers["discriminator"], discriminator_loss)
+            _step(steps["discriminator"], discriminator_loss)
 
             # 2b. regularization: the encoder learns to make the discriminators call its
             # codes real; their weights need no gradient here
@@ -242,7 +248,7 @@ class CategoricalTrainer(EpochTrainer):
                     entropy = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
                     imbalance = math.log(module.n_categories) - entropy
                     generator_loss = generator_loss + config.balance_weight * imbalance
-            _step(self.optimizers["generator"], generator_loss)
+            _step(steps["generator"], generator_loss)
             for discriminator in discriminators:
                 discriminator.requires_grad_(True)
 
@@ -256,7 +262,7 @@ class CategoricalTrainer(EpochTrainer):
                 chosen = labelled[pick]
                 logits, _ = module.encode(self._noisy(x_all[chosen]))
                 classification = nn.functional.cross_entropy(logits, labels[chosen])
-                _step(self.optimizers["classifier"], config.label_weight * classification)
+                _step(steps["classifier"], config.label_weight * classification)
 
             with torch.no_grad():
                 totals.add_(
@@ -274,10 +280,10 @@ class CategoricalTrainer(EpochTrainer):
         return metrics, values[-1] == 1.0
 
 
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    optimizer.zero_grad(set_to_none=True)
+def _step(step: AdamStep, loss: torch.Tensor) -> None:
+    step.zero_grad()
     loss.backward()
-    optimizer.step()
+    step.step()
 
 
 def encode_categorical(
