@@ -24,6 +24,7 @@ from .errors import (
     UnknownPluginError,
 )
 from .estimator import AAEDetector
+from .family import AAEClassifier, AAEClustering, SupervisedAAE
 from .hookspecs import hookimpl
 from .modelfile import load_model as load
 from .plugins import get_plugin_manager
@@ -36,6 +37,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "AAEAnomalyError",
+    "AAEClassifier",
+    "AAEClustering",
     "AAEDetector",
     "Architecture",
     "CheckpointError",
@@ -46,6 +49,7 @@ __all__ = [
     "ModelPluginMissingError",
     "PluginError",
     "Prior",
+    "SupervisedAAE",
     "TrainingDivergedError",
     "TrainingWarning",
     "UnknownPluginError",

@@ -601,6 +601,217 @@ def plot(model, data, output, kind, color, label_column, dpi, device) -> None:
                 plotting.plot_histogram(detector, dataset.X, output, labels=labels, dpi=dpi)
 
 
+# -- classify, cluster, generate: the categorical AAE family ------------------------------------
+def family_options(command):
+    """The training options the family's commands share (AAEClassifier's parameters)."""
+    options = [
+        click.option("--style-dim", type=int, default=8, help="Size of the style code."),
+        click.option("--encoder", default="mlp", help="Encoder plugin."),
+        click.option(
+            "--encoder-option",
+            "encoder_params",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="An option of the encoder, e.g. hidden=[512,256]; repeat for several.",
+        ),
+        click.option("--epochs", type=int, default=50, help="Passes over the data."),
+        click.option("--batch-size", type=int, default=128, help="Rows a step."),
+        click.option(
+            "--loss",
+            "reconstruction_loss",
+            type=click.Choice(RECONSTRUCTION_LOSSES),
+            default="mse",
+            help="Reconstruction loss; bce (pixels scaled to [0, 1]) suits images.",
+        ),
+        click.option(
+            "--input-noise", type=float, default=0.0, help="Std of noise on inputs in training."
+        ),
+        click.option("--seed", "random_state", type=int, default=0, help="Random seed."),
+        click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda:0..."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes on stderr."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _family_settings(options: dict) -> tuple[dict, bool]:
+    quiet = options.pop("quiet")
+    options["encoder_params"] = parse_options(options["encoder_params"], "--encoder-option")
+    options["verbose"] = not quiet and sys.stderr.isatty()
+    return options, quiet
+
+
+def _class_labels(dataset, source: str) -> np.ndarray:
+    """DATA's labels as whole numbers (-1 = unlabelled), one per row."""
+    if dataset.y is None:
+        raise ValueError(
+            f"{source} has no labels: use an .npz with y or --label-column NAME (class "
+            "numbers; -1 marks an unlabelled row)"
+        )
+    labels = np.asarray(dataset.y).reshape(-1)
+    if len(labels) != len(dataset.X):
+        raise ValueError(f"{source} has {len(dataset.X)} rows but {len(labels)} labels")
+    if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
+        raise ValueError(f"{source}: labels must be whole class numbers (-1 = unlabelled)")
+    if labels.dtype.kind not in "iuf":
+        raise ValueError(f"{source}: labels are {labels.dtype} values; expected class numbers")
+    return labels.astype(np.int64)
+
+
+def _rows_to_label(data: str, predict: str | None, n_features: int):
+    """The rows the command writes an answer for: PREDICT's, or else DATA's."""
+    if predict is None:
+        return None
+    dataset = read_data(predict)
+    check_features(dataset, predict, n_features, None)
+    return dataset.X
+
+
+CLASS_LABEL_HELP = (
+    "Column of class numbers in a .csv/.parquet DATA (-1 = unlabelled); an .npz's y is "
+    "used otherwise."
+)
+
+
+@main.command()
+@click.argument("data")
+@click.option(
+    "-o", "--output", default="-", help="Predictions: .csv, .parquet or .npy, or - for stdout."
+)
+@click.option("--label-column", metavar="NAME", help=CLASS_LABEL_HELP)
+@click.option(
+    "--predict", metavar="DATA", help="Rows to classify (default: DATA's own rows)."
+)
+@click.option("--label-weight", type=float, default=1.0, help="Weight of the labelled step.")
+@click.option(
+    "--labelled-batch-size", type=int, default=32, help="Labelled rows drawn per step."
+)
+@family_options
+def classify(data, output, label_column, predict, **options) -> None:
+    """Semi-supervised classification: fit an AAEClassifier on DATA, whose labels are
+    class numbers with -1 for unlabelled rows, and write each row's predicted class and
+    class probabilities.
+
+    Columns: label (the predicted class), then probability_K for each class K.
+
+    \b
+    Example:
+      aae-anomaly classify train.npz --predict test.npz -o predictions.csv
+      aae-anomaly classify rows.csv --label-column digit --epochs 100
+    """
+    from .family import AAEClassifier
+
+    settings, quiet = _family_settings(options)
+    with user_errors():
+        dataset = read_data(data, label_column)
+        labels = _class_labels(dataset, data)
+        model = AAEClassifier(**settings).fit(dataset.X, labels)
+        rows = _rows_to_label(data, predict, model.n_features_in_)
+        probabilities = model.predict_proba(dataset.X if rows is None else rows)
+        table = {"label": model.classes_[probabilities.argmax(axis=1)]}
+        for k, name in enumerate(model.classes_):
+            table[f"probability_{name}"] = probabilities[:, k]
+        write_table(table, output)
+    if not quiet:
+        n_labelled = int((labels != -1).sum())
+        click.echo(
+            f"fitted on {len(labels)} rows ({n_labelled} labelled, classes "
+            f"{model.classes_.tolist()}), {model.epochs} epochs",
+            err=True,
+        )
+
+
+@main.command()
+@click.argument("data")
+@click.option(
+    "-o", "--output", default="-", help="Clusters: .csv, .parquet or .npy, or - for stdout."
+)
+@click.option("--clusters", "n_clusters", type=int, default=10, help="Number of clusters.")
+@click.option(
+    "--predict", metavar="DATA", help="Rows to assign (default: DATA's own rows)."
+)
+@family_options
+def cluster(data, output, n_clusters, predict, **options) -> None:
+    """Unsupervised clustering: fit an AAEClustering on DATA (labels, if any, are not
+    used) and write each row's cluster number.
+
+    \b
+    Example:
+      aae-anomaly cluster rows.npy --clusters 16 -o clusters.csv
+    """
+    from .family import AAEClustering
+
+    settings, quiet = _family_settings(options)
+    with user_errors():
+        dataset = read_data(data)
+        model = AAEClustering(n_clusters=n_clusters, **settings).fit(dataset.X)
+        rows = _rows_to_label(data, predict, model.n_features_in_)
+        clusters = model.labels_ if rows is None else model.predict(rows)
+        write_table({"cluster": clusters}, output)
+    if not quiet:
+        used = len(np.unique(model.labels_))
+        click.echo(
+            f"fitted on {len(dataset.X)} rows: {used} of {n_clusters} clusters used", err=True
+        )
+
+
+@main.command()
+@click.argument("data")
+@click.option(
+    "-o", "--output", default="-", help="Samples: .csv, .parquet or .npy, or - for stdout."
+)
+@click.option("--label-column", metavar="NAME", help="Column of class numbers in a .csv/.parquet.")
+@click.option(
+    "--class",
+    "class_",
+    type=int,
+    multiple=True,
+    help="Class of the samples; repeat for several (default: every class).",
+)
+@click.option("-n", "--samples", "n_samples", type=int, default=10, help="Samples per class.")
+@family_options
+def generate(data, output, label_column, class_, n_samples, **options) -> None:
+    """Supervised AAE: fit a SupervisedAAE on DATA and its class labels (the decoder is
+    given the class, the code learns the style), then write new rows of the classes asked
+    for, each drawn with a style from the prior.
+
+    Rows come in DATA's columns, n per class, class by class; the last column, class,
+    names the class of each row.
+
+    \b
+    Example:
+      aae-anomaly generate digits.npz --class 3 --class 8 -n 16 -o samples.csv
+    """
+    from .family import SupervisedAAE
+
+    settings, quiet = _family_settings(options)
+    with user_errors():
+        dataset = read_data(data, label_column)
+        labels = _class_labels(dataset, data)
+        unknown = sorted(set(class_) - set(labels.tolist()))
+        if unknown:  # before the fit, not after it
+            raise ValueError(
+                f"--class {unknown[0]} is not a class of {data}; its classes: "
+                f"{np.unique(labels).tolist()}"
+            )
+        model = SupervisedAAE(**settings).fit(dataset.X, labels)
+        wanted = np.repeat(np.asarray(class_ or model.classes_), n_samples)
+        samples = model.sample(len(wanted), y=wanted, random_state=settings["random_state"])
+        names = dataset.feature_names
+        if names is None or len(names) != samples.shape[1]:
+            names = [f"x{i}" for i in range(samples.shape[1])]
+        table = {name: samples[:, i] for i, name in enumerate(names)}
+        table["class"] = wanted
+        write_table(table, output)
+    if not quiet:
+        click.echo(
+            f"fitted on {len(labels)} rows of classes {model.classes_.tolist()}; wrote "
+            f"{len(wanted)} samples",
+            err=True,
+        )
+
+
 # -- info, plugins -------------------------------------------------------------------------------
 @main.command()
 @click.argument("model")

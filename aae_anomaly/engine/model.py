@@ -26,7 +26,28 @@ class Discriminator(nn.Module):
         return self.net(z).squeeze(-1)
 
 
-class AAEModule(nn.Module):
+class ScaledInput:
+    """The input scaling a module keeps as buffers ``center`` and ``scale``, with its
+    ``input_shape`` and reconstruction ``loss``: shared by every AAE network family."""
+
+    center: torch.Tensor
+    scale: torch.Tensor
+    input_shape: tuple[int, ...]
+    loss: str
+
+    def scale_input(self, rows: torch.Tensor) -> torch.Tensor:
+        x = (rows - self.center) / self.scale
+        return x.reshape(len(rows), *self.input_shape)
+
+    def unscale_output(self, output: torch.Tensor) -> torch.Tensor:
+        """Decoder output back to flat rows in the user's units."""
+        flat = output.reshape(len(output), -1)
+        if self.loss == "bce":
+            flat = torch.sigmoid(flat)
+        return flat * self.scale + self.center
+
+
+class AAEModule(ScaledInput, nn.Module):
     """Encoder, decoder and discriminator, with the input scaling kept as buffers.
 
     Rows arrive flat, shape ``(n, n_features)``, in the user's units; :meth:`scale_input`
@@ -74,17 +95,6 @@ class AAEModule(nn.Module):
             else None,
         )
 
-    def scale_input(self, rows: torch.Tensor) -> torch.Tensor:
-        x = (rows - self.center) / self.scale
-        return x.reshape(len(rows), *self.input_shape)
-
-    def unscale_output(self, output: torch.Tensor) -> torch.Tensor:
-        """Decoder output back to flat rows in the user's units."""
-        flat = output.reshape(len(output), -1)
-        if self.loss == "bce":
-            flat = torch.sigmoid(flat)
-        return flat * self.scale + self.center
-
     def encode(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -101,6 +111,13 @@ class AAEModule(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+    def probe(self, x: torch.Tensor) -> None:
+        """Run every network once on scaled inputs ``x`` (for counting FLOPs)."""
+        z = self.encode(x)
+        self.decode(z)
+        # a label-conditioned discriminator also reads a one-hot class vector
+        self.discriminator(torch.cat([z, z.new_zeros(len(z), self.n_classes)], dim=1))
 
     def joint_coordinates(
         self, x: torch.Tensor, z: torch.Tensor, output: torch.Tensor

@@ -70,7 +70,8 @@ _FLOPS_PER_ROW: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def forward_flops_per_row(module) -> int:
-    """Floating-point operations to score one row: encoder, decoder and discriminator.
+    """Floating-point operations to score one row: one pass of every network (the
+    module's ``probe``).
 
     Counted by torch's FLOP counter on one row (matrix products and convolutions, two per
     multiply-add); element-wise work such as activations and the loss is not counted.
@@ -91,11 +92,7 @@ def _count_flops_per_row(module) -> int:
     module.eval()  # batch norm layers would refuse one row in training mode
     try:
         with torch.inference_mode(), counter:
-            z = module.encode(x)
-            module.decode(z)
-            # a label-conditioned discriminator also reads a one-hot class vector
-            n_classes = getattr(module, "n_classes", 0)
-            module.discriminator(torch.cat([z, z.new_zeros(1, n_classes)], dim=1))
+            module.probe(x)
     finally:
         module.train(was_training)
     return int(counter.get_total_flops())

@@ -63,7 +63,142 @@ class TrainingConfig:
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
-class Trainer:
+class EpochTrainer:
+    """What every AAE fit shares, whatever its networks and phases: the epoch loop, the
+    rollback of a diverged epoch with smaller learning rates, the per-epoch history and the
+    state a checkpoint holds.
+
+    A subclass builds ``self.optimizers`` (name -> Adam) and ``self.base_lr`` (name -> the
+    learning rate given), calls :meth:`_start`, and implements :meth:`run_epoch`, whose
+    metrics include ``discriminator_accuracy`` (the overpowering check reads it).
+    """
+
+    module: nn.Module
+    generator: torch.Generator
+    config: TrainingConfig
+    optimizers: dict[str, torch.optim.Optimizer]
+    base_lr: dict[str, float]
+
+    def _start(self, history_keys: tuple[str, ...]) -> None:
+        self.epoch = 0  # epochs completed
+        self.lr_scale = 1.0
+        self.retries = 0
+        record_keys = (*history_keys, "learning_rate_scale", "discriminator_overpowered")
+        self.history: dict[str, list[float]] = {key: [] for key in record_keys}
+
+    def run_epoch(self) -> tuple[dict[str, float], bool]:
+        """One pass over the rows: the epoch's mean metrics, and whether every weight is
+        still finite."""
+        raise NotImplementedError
+
+    # -- the whole fit ---------------------------------------------------------------------
+    def fit(self, on_epoch_end: EpochCallback | None = None) -> dict[str, list[float]]:
+        """Run the remaining epochs; return the history."""
+        self.module.train()
+        while self.epoch < self.config.epochs:
+            before = self.snapshot()
+            metrics, weights_finite = self.run_epoch()
+            bad = [key for key, value in metrics.items() if not math.isfinite(value)]
+            if not weights_finite:
+                bad.append("weights")
+            if bad:
+                self._recover(before, bad)
+                continue
+            self._record(metrics)
+            self.epoch += 1
+            if on_epoch_end is not None:
+                on_epoch_end(self.epoch - 1, metrics)
+        self.module.eval()
+        self._warn_if_overpowered()
+        return self.history
+
+    # -- divergence ------------------------------------------------------------------------
+    def _recover(self, before: dict[str, Any], bad: list[str]) -> None:
+        """Roll back the diverged epoch and cut the learning rates, or give up."""
+        what = " and ".join(f"the {key}" if key == "weights" else f"the {key} loss" for key in bad)
+        if self.retries >= MAX_RETRIES:
+            lr = ", ".join(f"lr_{name}={lr:g}" for name, lr in self.base_lr.items())
+            raise TrainingDivergedError(
+                f"training diverged in epoch {self.epoch + 1}: {what} became NaN or infinite, "
+                f"and still did after {MAX_RETRIES} retries from the start of the epoch with "
+                f"the learning rates cut to {self.lr_scale:g} of the ones given ({lr}); "
+                "lower the learning rates further (e.g. 10x), or check the input for extreme "
+                "values"
+            )
+        self.load_state_dict(before)
+        self.retries += 1
+        self.lr_scale *= LR_BACKOFF
+        self._apply_lr_scale()
+        warnings.warn(
+            f"training diverged in epoch {self.epoch + 1} ({what} became NaN or infinite); "
+            f"rolled back to the start of the epoch and retrying with the learning rates "
+            f"cut to {self.lr_scale:g} of the ones given (retry {self.retries} of "
+            f"{MAX_RETRIES}); lower the learning rates to avoid this",
+            TrainingWarning,
+            stacklevel=4,
+        )
+
+    def _apply_lr_scale(self) -> None:
+        for name, optimizer in self.optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = self.base_lr[name] * self.lr_scale
+
+    # -- history ---------------------------------------------------------------------------
+    def _record(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.history[key].append(value)
+        self.history["learning_rate_scale"].append(self.lr_scale)
+        recent = self.history["discriminator_accuracy"][-OVERPOWERED_EPOCHS:]
+        overpowered = len(recent) == OVERPOWERED_EPOCHS and min(recent) > OVERPOWERED_ACCURACY
+        self.history["discriminator_overpowered"].append(float(overpowered))
+
+    def _warn_if_overpowered(self) -> None:
+        flags = self.history["discriminator_overpowered"]
+        if not flags or not flags[-1]:
+            return
+        accuracy = self.history["discriminator_accuracy"][-1]
+        warnings.warn(
+            f"the discriminator overpowered the encoder: its accuracy stayed above "
+            f"{OVERPOWERED_ACCURACY} for the last {OVERPOWERED_EPOCHS} epochs (final "
+            f"{accuracy:.3f}), so the codes do not follow the prior and the discriminator "
+            "and density scores are unreliable; lower lr_discriminator, raise lr_generator, "
+            "or use a larger latent_dim",
+            TrainingWarning,
+            stacklevel=4,
+        )
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed fit needs to continue exactly where this one is (tensors
+        are references, not copies; see :meth:`snapshot`)."""
+        return {
+            "module": self.module.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "lr_scale": self.lr_scale,
+            "retries": self.retries,
+            "history": {key: list(values) for key, values in self.history.items()},
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of :meth:`state_dict` that later steps do not change."""
+        return _cloned(self.state_dict())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        for name, optimizer in self.optimizers.items():
+            # load_state_dict keeps references to the tensors it is given: pass copies,
+            # so that a snapshot can be restored more than once
+            optimizer.load_state_dict(_cloned(state["optimizers"][name]))
+        self.generator.set_state(state["generator"].clone())
+        self.epoch = int(state["epoch"])
+        self.lr_scale = float(state["lr_scale"])
+        self.retries = int(state["retries"])
+        self.history = {key: list(values) for key, values in state["history"].items()}
+
+
+class Trainer(EpochTrainer):
     """A fit in progress: the networks, their three optimizers, the random generator, the
     epochs done and their history."""
 
@@ -103,31 +238,7 @@ class Trainer:
             "generator": config.lr_generator,
         }
         self.x_all = module.scale_input(rows)
-        self.epoch = 0  # epochs completed
-        self.lr_scale = 1.0
-        self.retries = 0
-        self.history: dict[str, list[float]] = {key: [] for key in RECORD_KEYS}
-
-    # -- the whole fit ---------------------------------------------------------------------
-    def fit(self, on_epoch_end: EpochCallback | None = None) -> dict[str, list[float]]:
-        """Run the remaining epochs; return the history."""
-        self.module.train()
-        while self.epoch < self.config.epochs:
-            before = self.snapshot()
-            metrics, weights_finite = self.run_epoch()
-            bad = [key for key, value in metrics.items() if not math.isfinite(value)]
-            if not weights_finite:
-                bad.append("weights")
-            if bad:
-                self._recover(before, bad)
-                continue
-            self._record(metrics)
-            self.epoch += 1
-            if on_epoch_end is not None:
-                on_epoch_end(self.epoch - 1, metrics)
-        self.module.eval()
-        self._warn_if_overpowered()
-        return self.history
+        self._start(HISTORY_KEYS)
 
     def run_epoch(self) -> tuple[dict[str, float], bool]:
         """One pass over the rows in a fresh random order: the epoch's mean losses and
@@ -223,91 +334,6 @@ class Trainer:
             values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)]).tolist()
         metrics = dict(zip(HISTORY_KEYS, values[:4], strict=True))
         return metrics, values[4] == 1.0
-
-    # -- divergence ------------------------------------------------------------------------
-    def _recover(self, before: dict[str, Any], bad: list[str]) -> None:
-        """Roll back the diverged epoch and cut the learning rates, or give up."""
-        what = " and ".join(f"the {key}" if key == "weights" else f"the {key} loss" for key in bad)
-        if self.retries >= MAX_RETRIES:
-            lr = ", ".join(f"lr_{name}={lr:g}" for name, lr in self.base_lr.items())
-            raise TrainingDivergedError(
-                f"training diverged in epoch {self.epoch + 1}: {what} became NaN or infinite, "
-                f"and still did after {MAX_RETRIES} retries from the start of the epoch with "
-                f"the learning rates cut to {self.lr_scale:g} of the ones given ({lr}); "
-                "lower the learning rates further (e.g. 10x), or check the input for extreme "
-                "values"
-            )
-        self.load_state_dict(before)
-        self.retries += 1
-        self.lr_scale *= LR_BACKOFF
-        self._apply_lr_scale()
-        warnings.warn(
-            f"training diverged in epoch {self.epoch + 1} ({what} became NaN or infinite); "
-            f"rolled back to the start of the epoch and retrying with the learning rates "
-            f"cut to {self.lr_scale:g} of the ones given (retry {self.retries} of "
-            f"{MAX_RETRIES}); lower the learning rates to avoid this",
-            TrainingWarning,
-            stacklevel=4,
-        )
-
-    def _apply_lr_scale(self) -> None:
-        for name, optimizer in self.optimizers.items():
-            for group in optimizer.param_groups:
-                group["lr"] = self.base_lr[name] * self.lr_scale
-
-    # -- history ---------------------------------------------------------------------------
-    def _record(self, metrics: dict[str, float]) -> None:
-        for key, value in metrics.items():
-            self.history[key].append(value)
-        self.history["learning_rate_scale"].append(self.lr_scale)
-        recent = self.history["discriminator_accuracy"][-OVERPOWERED_EPOCHS:]
-        overpowered = len(recent) == OVERPOWERED_EPOCHS and min(recent) > OVERPOWERED_ACCURACY
-        self.history["discriminator_overpowered"].append(float(overpowered))
-
-    def _warn_if_overpowered(self) -> None:
-        flags = self.history["discriminator_overpowered"]
-        if not flags or not flags[-1]:
-            return
-        accuracy = self.history["discriminator_accuracy"][-1]
-        warnings.warn(
-            f"the discriminator overpowered the encoder: its accuracy stayed above "
-            f"{OVERPOWERED_ACCURACY} for the last {OVERPOWERED_EPOCHS} epochs (final "
-            f"{accuracy:.3f}), so the codes do not follow the prior and the discriminator "
-            "and density scores are unreliable; lower lr_discriminator, raise lr_generator, "
-            "or use a larger latent_dim",
-            TrainingWarning,
-            stacklevel=4,
-        )
-
-    # -- state -----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed fit needs to continue exactly where this one is (tensors
-        are references, not copies; see :meth:`snapshot`)."""
-        return {
-            "module": self.module.state_dict(),
-            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-            "generator": self.generator.get_state(),
-            "epoch": self.epoch,
-            "lr_scale": self.lr_scale,
-            "retries": self.retries,
-            "history": {key: list(values) for key, values in self.history.items()},
-        }
-
-    def snapshot(self) -> dict[str, Any]:
-        """A copy of :meth:`state_dict` that later steps do not change."""
-        return _cloned(self.state_dict())
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.module.load_state_dict(state["module"])
-        for name, optimizer in self.optimizers.items():
-            # load_state_dict keeps references to the tensors it is given: pass copies,
-            # so that a snapshot can be restored more than once
-            optimizer.load_state_dict(_cloned(state["optimizers"][name]))
-        self.generator.set_state(state["generator"].clone())
-        self.epoch = int(state["epoch"])
-        self.lr_scale = float(state["lr_scale"])
-        self.retries = int(state["retries"])
-        self.history = {key: list(values) for key, values in state["history"].items()}
 
 
 def _cloned(value: Any) -> Any:

@@ -1,0 +1,323 @@
+"""The AAE whose code is a class part and a style part (Makhzani et al., 2015, sections
+4-6): one network family, one trainer, for three uses.
+
+- **supervised** (the class is given): the encoder outputs the style ``z`` alone, the
+  decoder reads ``[one_hot(y), z]``, and one discriminator holds ``z`` to a Gaussian prior,
+  so ``z`` learns what the class does not say (section 4);
+- **semi-supervised** (some rows labelled): the encoder outputs class logits and ``z``;
+  the decoder reads ``[softmax(logits), z]``; a second discriminator holds the softmax to
+  a categorical prior (one-hot vectors of uniformly drawn classes); and the labelled rows
+  add a cross-entropy step on the class head (section 5);
+- **unsupervised** (no labels): the same networks with ``k`` categories and no
+  cross-entropy step, so the categories become clusters (section 6).
+
+Each mini-batch runs the reconstruction phase (encoder and decoder), the regularization
+phase (the discriminators, then the encoder as their generator) and, with labelled rows,
+the semi-supervised phase on a batch of labelled rows drawn with replacement, so a few
+labels are seen in every step however many unlabelled rows there are.
+
+One addition to the paper: the encoder's adversarial step also holds the batch's mean
+class distribution to the uniform marginal of the categorical prior (a balance term,
+weight ``balance_weight``), because a discriminator that judges one code at a time does not
+stop all rows collapsing into one category.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .adam_step import AdamStep
+from .inference import for_each_batch
+from .model import Discriminator, ScaledInput, mean_reconstruction_error
+from .training import EpochTrainer, TrainingConfig
+
+HISTORY_KEYS = (
+    "reconstruction",
+    "discriminator",
+    "generator",
+    "classification",
+    "discriminator_accuracy",
+)
+# The discriminators here judge a softmax over up to dozens of categories as well as a
+# style code: wider than the detector's, which judges a small code alone.
+DISCRIMINATOR_HIDDEN = 128
+UNLABELLED = -1
+
+
+class CategoricalAAEModule(ScaledInput, nn.Module):
+    """Encoder, decoder, the style discriminator and (when the encoder infers the class)
+    the category discriminator, with the input scaling kept as buffers.
+
+    The encoder's output holds ``n_categories`` class logits (only when
+    ``infers_category``) followed by ``style_dim`` style values; the decoder reads
+    ``n_categories + style_dim`` values, a class vector (one-hot or softmax) then the style.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        input_shape: tuple[int, ...],
+        n_categories: int,
+        style_dim: int,
+        infers_category: bool,
+        loss: str,
+        center: torch.Tensor,
+        scale: torch.Tensor,
+    ):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self.style_discriminator = Discriminator(style_dim, DISCRIMINATOR_HIDDEN)
+        self.category_discriminator = (
+            Discriminator(n_categories, DISCRIMINATOR_HIDDEN) if infers_category else None
+        )
+        self.input_shape = tuple(input_shape)
+        self.n_categories, self.style_dim = n_categories, style_dim
+        self.infers_category = infers_category
+        self.loss = loss
+        self.register_buffer("center", center.to(torch.float32))
+        self.register_buffer("scale", scale.to(torch.float32))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Class logits (``None`` when the class is given, not inferred) and style codes of
+        scaled inputs."""
+        code = self.encoder(x)
+        if not self.infers_category:
+            return None, code
+        return code[:, : self.n_categories], code[:, self.n_categories :]
+
+    def decode(self, category: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """Decoder output for class vectors ``(n, n_categories)`` and styles."""
+        return self.decoder(torch.cat([category, style], dim=1))
+
+    def probe(self, x: torch.Tensor) -> None:
+        """Run every network once on scaled inputs ``x`` (for counting FLOPs)."""
+        logits, style = self.encode(x)
+        category = style.new_zeros(len(x), self.n_categories)
+        self.decode(category, style)
+        self.style_discriminator(style)
+        if self.category_discriminator is not None:
+            self.category_discriminator(category)
+
+
+@dataclass(frozen=True)
+class CategoricalTrainingConfig(TrainingConfig):
+    """The detector's settings plus those of the categorical model's extra phases."""
+
+    label_weight: float = 1.0  # weight of the cross-entropy step on labelled rows
+    labelled_batch_size: int = 32  # labelled rows drawn (with replacement) per step
+    input_noise: float = 0.0  # std of Gaussian noise added to the scaled inputs in training
+    # weight of the batch balance term: log(k) minus the entropy of the batch's mean class
+    # distribution (see CategoricalTrainer.run_epoch)
+    balance_weight: float = 1.0
+
+
+class CategoricalTrainer(EpochTrainer):
+    """A fit of a :class:`CategoricalAAEModule` in progress.
+
+    ``labels`` holds each row's class index in ``[0, n_categories)``, or
+    :data:`UNLABELLED`; ``None`` means no row is labelled. A module that does not infer
+    the class (the supervised model) needs every row labelled.
+    """
+
+    def __init__(
+        self,
+        module: CategoricalAAEModule,
+        rows: torch.Tensor,
+        labels: torch.Tensor | None,
+        config: CategoricalTrainingConfig,
+        generator: torch.Generator,
+    ):
+        self.module, self.config, self.generator = module, config, generator
+        if not module.infers_category and (labels is None or bool((labels < 0).any())):
+            raise ValueError("a model that is given the class needs every row labelled")
+        self.labels = labels
+        self.labelled = None
+        if module.infers_category and labels is not None:
+            labelled = torch.nonzero(labels >= 0).flatten()
+            self.labelled = labelled if len(labelled) else None
+        encoder, decoder = module.encoder, module.decoder
+        discriminators = [*module.style_discriminator.parameters()]
+        if module.category_discriminator is not None:
+            discriminators += [*module.category_discriminator.parameters()]
+        fused = {"fused": True} if rows.device.type in ("cpu", "cuda") else {}
+        adversarial = {"betas": (0.5, 0.999), **fused}
+        self.optimizers = {
+            "autoencoder": torch.optim.Adam(
+                [*encoder.parameters(), *decoder.parameters()], lr=config.lr_autoencoder, **fused
+            ),
+            "discriminator": torch.optim.Adam(
+                discriminators, lr=config.lr_discriminator, **adversarial
+            ),
+            "generator": torch.optim.Adam(
+                encoder.parameters(), lr=config.lr_generator, **adversarial
+            ),
+        }
+        self.base_lr = {
+            "autoencoder": config.lr_autoencoder,
+            "discriminator": config.lr_discriminator,
+            "generator": config.lr_generator,
+        }
+        if self.labelled is not None:
+            # the classification step has its own moments: its gradients are unlike the
+            # reconstruction ones, and sharing would let one rescale the other's steps
+            self.optimizers["classifier"] = torch.optim.Adam(
+                encoder.parameters(), lr=config.lr_autoencoder, **fused
+            )
+            self.base_lr["classifier"] = config.lr_autoencoder
+        self.x_all = module.scale_input(rows)
+        self._start(HISTORY_KEYS)
+
+    def _noisy(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.config.input_noise:
+            return x
+        noise = torch.randn(x.shape, generator=self.generator, device=x.device)
+        return x + self.config.input_noise * noise
+
+    def run_epoch(self) -> tuple[dict[str, float], bool]:
+        module, config, generator = self.module, self.config, self.generator
+        infers = module.infers_category
+        bce = nn.functional.binary_cross_entropy_with_logits
+        x_all, labels, labelled = self.x_all, self.labels, self.labelled
+        n = len(x_all)
+        batch_size = max(1, min(config.batch_size, n))
+        device = x_all.device
+        eye = torch.eye(module.n_categories, device=device)
+        discriminators = [module.style_discriminator]
+        if infers:
+            discriminators.append(module.category_discriminator)
+        # the detector's lean Adam steps, bit for bit the optimizers' own; rebuilt each
+        # epoch, since a rollback may have replaced the optimizers' state
+        steps = {name: AdamStep(optimizer) for name, optimizer in self.optimizers.items()}
+        for step in steps.values():
+            step.refresh()
+
+        totals = torch.zeros(len(HISTORY_KEYS), device=device)
+        order = torch.randperm(n, generator=generator, device=device)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            x = x_all[index]
+            m = len(x)
+            given = None if infers else eye[labels[index]]
+
+            # 1. reconstruction phase
+            logits, style = module.encode(self._noisy(x))
+            category = torch.softmax(logits, dim=1) if infers else given
+            output = module.decode(category, style)
+            reconstruction = mean_reconstruction_error(output, x, module.loss)
+            _step(steps["autoencoder"], reconstruction)
+
+            # 2a. regularization: each discriminator learns prior = real, codes = fake
+            targets = torch.cat([torch.ones(m, device=device), torch.zeros(m, device=device)])
+            real_style = torch.randn(m, module.style_dim, generator=generator, device=device)
+            style_logits = module.style_discriminator(torch.cat([real_style, style.detach()]))
+            discriminator_loss = bce(style_logits, targets)
+            correct = ((style_logits > 0) == targets.bool()).float().mean()
+            if infers:
+                drawn = torch.randint(
+                    module.n_categories, (m,), generator=generator, device=device
+                )
+                category_logits = module.category_discriminator(
+                    torch.cat([eye[drawn], category.detach()])
+                )
+                discriminator_loss = discriminator_loss + bce(category_logits, targets)
+                correct = (correct + ((category_logits > 0) == targets.bool()).float().mean()) / 2
+            _step(steps["discriminator"], discriminator_loss)
+
+            # 2b. regularization: the encoder learns to make the discriminators call its
+            # codes real; their weights need no gradient here
+            for discriminator in discriminators:
+                discriminator.requires_grad_(False)
+            logits, style = module.encode(self._noisy(x))
+            ones = targets[:m]
+            generator_loss = bce(module.style_discriminator(style), ones)
+            if infers:
+                category = torch.softmax(logits, dim=1)
+                generator_loss = generator_loss + bce(module.category_discriminator(category), ones)
+                if config.balance_weight:
+                    # The discriminator judges one code at a time, so it cannot stop every
+                    # row moving to the same category at once (measured on MNIST: all rows
+                    # in one of 16 categories after 3 epochs). The categorical prior's
+                    # marginal is uniform: hold the batch's mean distribution to it.
+                    mean = category.mean(dim=0)
+                    entropy = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
+                    imbalance = math.log(module.n_categories) - entropy
+                    generator_loss = generator_loss + config.balance_weight * imbalance
+            _step(steps["generator"], generator_loss)
+            for discriminator in discriminators:
+                discriminator.requires_grad_(True)
+
+            # 3. semi-supervised phase: cross-entropy of q(y|x) on a batch of labelled rows
+            classification = torch.zeros((), device=device)
+            if labelled is not None:
+                pick = torch.randint(
+                    len(labelled), (config.labelled_batch_size,), generator=generator,
+                    device=device,
+                )
+                chosen = labelled[pick]
+                logits, _ = module.encode(self._noisy(x_all[chosen]))
+                classification = nn.functional.cross_entropy(logits, labels[chosen])
+                _step(steps["classifier"], config.label_weight * classification)
+
+            with torch.no_grad():
+                totals.add_(
+                    torch.stack([
+                        reconstruction, discriminator_loss, generator_loss, classification,
+                        correct,
+                    ]).detach(),
+                    alpha=m,
+                )
+
+        with torch.no_grad():
+            finite = torch.stack([p.isfinite().all() for p in module.parameters()]).all()
+            values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)]).tolist()
+        metrics = dict(zip(HISTORY_KEYS, values[:-1], strict=True))
+        return metrics, values[-1] == 1.0
+
+
+def _step(step: AdamStep, loss: torch.Tensor) -> None:
+    step.zero_grad()
+    loss.backward()
+    step.step()
+
+
+def encode_categorical(
+    module: CategoricalAAEModule,
+    rows: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    workers: int = 1,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Class probabilities (``None`` when the module is given the class) and style codes
+    of flat rows."""
+    probabilities = (
+        np.empty((len(rows), module.n_categories)) if module.infers_category else None
+    )
+    styles = np.empty((len(rows), module.style_dim))
+    module.eval()
+
+    def work(where: slice, batch: torch.Tensor) -> None:
+        logits, style = module.encode(module.scale_input(batch))
+        size = where.stop - where.start
+        styles[where] = style[:size].cpu().numpy()
+        if probabilities is not None:
+            # softmax in float64, so that each row sums to 1 to float64 precision
+            probabilities[where] = torch.softmax(logits[:size].double(), dim=1).cpu().numpy()
+
+    for_each_batch(rows, batch_size, device, work, workers)
+    return probabilities, styles
+
+
+def decode_categorical(
+    module: CategoricalAAEModule, category: torch.Tensor, style: torch.Tensor
+) -> np.ndarray:
+    """Flat rows in the user's units decoded from class vectors and styles."""
+    module.eval()
+    with torch.inference_mode():
+        rows = module.unscale_output(module.decode(category, style))
+    return rows.double().cpu().numpy()

@@ -1,0 +1,552 @@
+"""The paper's AAE family beyond anomaly detection, as scikit-learn estimators.
+
+- :class:`SupervisedAAE`: the decoder is given the class, so the code learns the style
+  apart from the class; ``sample(n, y=k)`` draws class ``k`` in new or chosen styles
+  (Makhzani et al., 2015, section 4).
+- :class:`AAEClassifier`: semi-supervised classification; ``y = -1`` marks an unlabelled
+  row, as in scikit-learn's semi-supervised estimators (section 5).
+- :class:`AAEClustering`: unsupervised clustering into ``n_clusters`` categories
+  (section 6).
+
+All three train a :class:`~aae_anomaly.engine.categorical.CategoricalAAEModule`, whose
+code is a class part and a Gaussian style part (see that module for the phases).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, ClusterMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from .engine.categorical import (
+    UNLABELLED,
+    CategoricalAAEModule,
+    CategoricalTrainer,
+    CategoricalTrainingConfig,
+    decode_categorical,
+    encode_categorical,
+)
+from .engine.model import RECONSTRUCTION_LOSSES
+from .engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
+from .estimator import (
+    SCORING_BATCH_SIZE,
+    _check_int,
+    _flatten_images,
+    _input_scaling,
+    create_architecture,
+)
+
+
+class _CategoricalAAE(TransformerMixin, BaseEstimator):
+    """Parameters, fitting and encoding shared by the family's estimators."""
+
+    # set by each estimator: whether the encoder infers the class (else it is given)
+    _infers_category = True
+
+    def _check_params(self) -> None:
+        _check_int("style_dim", self.style_dim)
+        _check_int("epochs", self.epochs)
+        _check_int("batch_size", self.batch_size)
+        for name in ("lr_autoencoder", "lr_discriminator", "lr_generator"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or not 0 < value < np.inf:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        _check_non_negative("input_noise", self.input_noise)
+        if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
+            raise ValueError(
+                f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, "
+                f"got {self.reconstruction_loss!r}"
+            )
+        if self.encoder_params is not None and not isinstance(self.encoder_params, dict):
+            raise ValueError(
+                f"encoder_params must be a dict or None, got {type(self.encoder_params).__name__}"
+            )
+
+    def _training_config(self, **extra) -> CategoricalTrainingConfig:
+        return CategoricalTrainingConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr_autoencoder=self.lr_autoencoder,
+            lr_discriminator=self.lr_discriminator,
+            lr_generator=self.lr_generator,
+            input_noise=float(self.input_noise),
+            **extra,
+        )
+
+    def _validated_training_rows(self, X) -> tuple[np.ndarray, tuple[int, ...] | None]:
+        """Flat rows, and the image shape when ``X`` was a 4-D array of images."""
+        self._check_params()
+        X, image_shape = _flatten_images(X)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        return X, image_shape
+
+    def _fit_network(
+        self,
+        X: np.ndarray,
+        image_shape: tuple[int, ...] | None,
+        labels: np.ndarray | None,
+        n_categories: int,
+        **extra,
+    ) -> None:
+        """Train the networks on validated rows ``X``; ``labels`` holds class indices, or
+        :data:`UNLABELLED`."""
+        architecture = create_architecture(self.encoder, self.encoder_params or {})
+        input_shape = tuple(image_shape or self.input_shape or ())
+        if input_shape:
+            architecture.check_input_shape(input_shape, X.shape[1])
+        else:
+            input_shape = architecture.infer_input_shape(X.shape[1])
+        infers = self._infers_category
+        code_size = self.style_dim + (n_categories if infers else 0)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        device = resolve_device(self.device)
+        with seeded(seed, device) as generator, flush_denormals():
+            center, scale = _input_scaling(X, self.reconstruction_loss)
+            encoder, decoder = architecture.build(
+                input_shape, n_categories + self.style_dim, code_size
+            )
+            module = CategoricalAAEModule(
+                encoder, decoder, input_shape, n_categories, self.style_dim, infers,
+                self.reconstruction_loss, torch.from_numpy(center), torch.from_numpy(scale),
+            ).to(device)
+            rows = torch.tensor(X, dtype=torch.float32, device=device)
+            row_labels = None if labels is None else torch.as_tensor(labels, device=device)
+            with compute_threads(module, device):
+                trainer = CategoricalTrainer(
+                    module, rows, row_labels, self._training_config(**extra), generator
+                )
+                self.history_ = trainer.fit(self._progress())
+        self.module_, self.device_, self.input_shape_ = module, device, input_shape
+
+    def _progress(self):
+        if not self.verbose:
+            return None
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.epochs, desc="fit", unit="epoch")
+
+        def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+            bar.set_postfix(
+                recon=f"{metrics['reconstruction']:.4g}",
+                cls=f"{metrics['classification']:.3f}",
+                acc=f"{metrics['discriminator_accuracy']:.2f}",
+            )
+            bar.update(1)
+            if epoch + 1 == self.epochs:
+                bar.close()
+
+        return on_epoch_end
+
+    def _encoded(self, X) -> tuple[np.ndarray | None, np.ndarray]:
+        """Class probabilities and style codes of new rows."""
+        check_is_fitted(self)
+        X, image_shape = _flatten_images(X)
+        if image_shape is not None and image_shape != self.input_shape_:
+            raise ValueError(
+                f"images have shape {image_shape} but the model was fitted on "
+                f"{self.input_shape_}"
+            )
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        with flush_denormals(), compute_threads(self.module_, self.device_) as workers:
+            return encode_categorical(self.module_, X, SCORING_BATCH_SIZE, self.device_, workers)
+
+    def transform(self, X) -> np.ndarray:
+        """Style codes (the continuous part of the code), shape ``(n, style_dim)``."""
+        return self._encoded(X)[1]
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the ``transform`` output columns: ``style0``, ``style1``, ..."""
+        check_is_fitted(self)
+        return np.asarray([f"style{i}" for i in range(self.style_dim)], dtype=object)
+
+
+_SHARED_PARAMETERS = """
+    style_dim : int, default=8
+        Size of the style code, the continuous part of the code (held to a standard
+        Gaussian prior).
+    encoder : str, default="mlp"
+        Encoder architecture plugin (``mlp`` for rows, ``conv`` for images).
+    encoder_params : dict, default=None
+        Options of the architecture, e.g. ``{"hidden": [512, 256]}``.
+    epochs : int, default=50
+    batch_size : int, default=128
+    lr_autoencoder, lr_discriminator, lr_generator : float
+        Adam learning rates of the reconstruction step (also the classification step),
+        the discriminators' step and the encoder's adversarial step.
+    reconstruction_loss : {"mse", "l1", "bce"}, default="mse"
+        ``bce`` (for images) scales inputs to [0, 1]; the others standardize them.
+    input_noise : float, default=0.0
+        Standard deviation of Gaussian noise added to the scaled inputs in training, a
+        cheap regularizer when few rows are labelled.
+    input_shape : tuple of int, default=None
+        Per-sample shape for image architectures; inferred when ``None``.
+    device : str, default="auto"
+    random_state : int, RandomState or None, default=None
+        Same data and seed give bit-identical results on CPU.
+    verbose : bool, default=False
+        Show a progress bar during fit.
+"""
+
+
+class SupervisedAAE(_CategoricalAAE):
+    """Supervised adversarial autoencoder: the decoder reads the one-hot class and the
+    style code, so the style code learns what the class does not say (slant, width,
+    stroke), and ``sample(n, y=k)`` draws class ``k`` in new or chosen styles.
+    """
+
+    __doc__ += (
+        "\n    Parameters\n    ----------" + _SHARED_PARAMETERS + """
+    Attributes
+    ----------
+    classes_ : ndarray
+        The classes seen in ``fit``, sorted.
+    module_ : CategoricalAAEModule
+    history_ : dict of list of float
+        Per-epoch losses and the discriminator's accuracy.
+"""
+    )
+
+    _infers_category = False
+
+    def __init__(
+        self,
+        style_dim: int = 8,
+        encoder: str = "mlp",
+        encoder_params: dict | None = None,
+        epochs: int = 50,
+        batch_size: int = 128,
+        lr_autoencoder: float = 1e-3,
+        lr_discriminator: float = 5e-4,
+        lr_generator: float = 1e-3,
+        reconstruction_loss: str = "mse",
+        input_noise: float = 0.0,
+        input_shape: tuple[int, ...] | None = None,
+        device: str = "auto",
+        random_state=None,
+        verbose: bool = False,
+    ):
+        self.style_dim = style_dim
+        self.encoder = encoder
+        self.encoder_params = encoder_params
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr_autoencoder = lr_autoencoder
+        self.lr_discriminator = lr_discriminator
+        self.lr_generator = lr_generator
+        self.reconstruction_loss = reconstruction_loss
+        self.input_noise = input_noise
+        self.input_shape = input_shape
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Fit on rows ``X`` and the class ``y`` of every row."""
+        X, image_shape = self._validated_training_rows(X)
+        y = _targets(X, y)
+        self.classes_, labels = np.unique(y, return_inverse=True)
+        self._fit_network(X, image_shape, labels.astype(np.int64), len(self.classes_))
+        return self
+
+    def sample(self, n_samples: int = 1, y=None, style=None, random_state=None) -> np.ndarray:
+        """Draw ``n_samples`` rows of class ``y`` in style ``style``.
+
+        ``y``: one class for every sample, or one per sample; ``None`` draws classes
+        uniformly. ``style``: one style code (``(style_dim,)``, used for every sample) or
+        one per sample (``(n_samples, style_dim)``), e.g. from ``transform``; ``None``
+        draws styles from the Gaussian prior.
+        """
+        check_is_fitted(self)
+        _check_int("n_samples", n_samples)
+        rng = check_random_state(random_state)
+        if y is None:
+            index = rng.randint(len(self.classes_), size=n_samples)
+        else:
+            values = np.asarray(y)
+            values = np.full(n_samples, values.item()) if values.ndim == 0 else values
+            if values.shape != (n_samples,):
+                raise ValueError(
+                    f"y must be one class or one per sample ({n_samples}), got shape "
+                    f"{values.shape}"
+                )
+            index = _class_indices(self.classes_, values)
+        if style is None:
+            codes = rng.standard_normal((n_samples, self.style_dim))
+        else:
+            codes = np.asarray(style, dtype=np.float64)
+            if codes.shape == (self.style_dim,):
+                codes = np.tile(codes, (n_samples, 1))
+            if codes.shape != (n_samples, self.style_dim) or not np.isfinite(codes).all():
+                raise ValueError(
+                    f"style must be finite, shaped ({self.style_dim},) or ({n_samples}, "
+                    f"{self.style_dim}), got shape {np.shape(style)}"
+                )
+        device = self.device_
+        category = torch.eye(len(self.classes_), device=device)[torch.as_tensor(index)]
+        codes = torch.as_tensor(codes, dtype=torch.float32, device=device)
+        return decode_categorical(self.module_, category, codes)
+
+
+class AAEClassifier(ClassifierMixin, _CategoricalAAE):
+    """Semi-supervised classifier built on an adversarial autoencoder.
+
+    The encoder gives each row a class distribution ``q(y|x)`` (a softmax, held to a
+    categorical prior by one discriminator) and a style code (held to a Gaussian by a
+    second); the decoder rebuilds the row from both; labelled rows also train ``q(y|x)``
+    by cross-entropy. Rows labelled ``-1`` are unlabelled, scikit-learn's convention.
+    """
+
+    __doc__ += (
+        "\n    Parameters\n    ----------"
+        + _SHARED_PARAMETERS
+        + """    label_weight : float, default=1.0
+        Weight of the cross-entropy step on labelled rows.
+    labelled_batch_size : int, default=32
+        Labelled rows drawn (with replacement) for the cross-entropy step of every
+        mini-batch, so a few labels are seen in every step.
+    balance_weight : float, default=1.0
+        Weight of the term that holds each batch's mean class distribution to uniform
+        (an addition to the paper against all rows collapsing into one class; 0 turns it
+        off).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The classes of the labelled rows, sorted (``-1`` excluded).
+    module_ : CategoricalAAEModule
+    history_ : dict of list of float
+        Per-epoch losses (``classification`` is the labelled rows' cross-entropy) and the
+        discriminators' mean accuracy.
+"""
+    )
+
+    def __init__(
+        self,
+        style_dim: int = 8,
+        encoder: str = "mlp",
+        encoder_params: dict | None = None,
+        epochs: int = 50,
+        batch_size: int = 128,
+        lr_autoencoder: float = 1e-3,
+        lr_discriminator: float = 5e-4,
+        lr_generator: float = 1e-3,
+        reconstruction_loss: str = "mse",
+        input_noise: float = 0.0,
+        input_shape: tuple[int, ...] | None = None,
+        label_weight: float = 1.0,
+        labelled_batch_size: int = 32,
+        balance_weight: float = 1.0,
+        device: str = "auto",
+        random_state=None,
+        verbose: bool = False,
+    ):
+        self.style_dim = style_dim
+        self.encoder = encoder
+        self.encoder_params = encoder_params
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr_autoencoder = lr_autoencoder
+        self.lr_discriminator = lr_discriminator
+        self.lr_generator = lr_generator
+        self.reconstruction_loss = reconstruction_loss
+        self.input_noise = input_noise
+        self.input_shape = input_shape
+        self.label_weight = label_weight
+        self.labelled_batch_size = labelled_batch_size
+        self.balance_weight = balance_weight
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Fit on rows ``X``; ``y`` holds each row's class, or ``-1`` when unlabelled."""
+        X, image_shape = self._validated_training_rows(X)
+        if not isinstance(self.label_weight, numbers.Real) or not 0 < self.label_weight < np.inf:
+            raise ValueError(f"label_weight must be a positive number, got {self.label_weight!r}")
+        _check_int("labelled_batch_size", self.labelled_batch_size)
+        _check_non_negative("balance_weight", self.balance_weight)
+        y = _targets(X, y, check=False)
+        unlabelled = _unlabelled(y)
+        if unlabelled.all():
+            raise ValueError(
+                "y marks every row unlabelled (-1); AAEClassifier needs labelled rows of at "
+                "least 2 classes (use AAEClustering to group rows without labels)"
+            )
+        # -1 mixed with strings (an object array) is checked once the -1 rows are out
+        check_classification_targets(y[~unlabelled])
+        self.classes_ = np.unique(y[~unlabelled].astype(_label_dtype(y[~unlabelled])))
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"the labelled rows have only 1 class ({self.classes_[0]!r}); a classifier "
+                "needs at least 2 classes"
+            )
+        labels = np.full(len(y), UNLABELLED, dtype=np.int64)
+        labels[~unlabelled] = np.searchsorted(self.classes_, y[~unlabelled])
+        self._fit_network(
+            X, image_shape, labels, len(self.classes_),
+            label_weight=float(self.label_weight),
+            labelled_batch_size=int(self.labelled_batch_size),
+            balance_weight=float(self.balance_weight),
+        )
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """``q(y|x)``: each row's probability of each class of ``classes_``."""
+        return self._encoded(X)[0]
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class of each row."""
+        probabilities = self.predict_proba(X)
+        return self.classes_[probabilities.argmax(axis=1)]
+
+
+class AAEClustering(ClusterMixin, _CategoricalAAE):
+    """Unsupervised clustering with an adversarial autoencoder.
+
+    The classifier's networks without labels: the encoder's softmax over ``n_clusters``
+    categories, held to a categorical prior (one-hot vectors drawn uniformly), becomes a
+    cluster assignment, and the Gaussian style code keeps what varies within a cluster.
+    Some categories may stay empty: ``labels_`` can use fewer than ``n_clusters``.
+    """
+
+    __doc__ += (
+        "\n    Parameters\n    ----------\n    n_clusters : int, default=10\n        Number "
+        "of categories (at least 2)."
+        + _SHARED_PARAMETERS
+        + """    balance_weight : float, default=1.0
+        Weight of the term that holds each batch's mean category distribution to uniform
+        (an addition to the paper: without it, all rows can collapse into one category;
+        0 turns it off).
+
+    Attributes
+    ----------
+    labels_ : ndarray of int
+        The cluster of each training row.
+    module_ : CategoricalAAEModule
+    history_ : dict of list of float
+"""
+    )
+
+    def __init__(
+        self,
+        n_clusters: int = 10,
+        style_dim: int = 8,
+        encoder: str = "mlp",
+        encoder_params: dict | None = None,
+        epochs: int = 50,
+        batch_size: int = 128,
+        lr_autoencoder: float = 1e-3,
+        lr_discriminator: float = 5e-4,
+        lr_generator: float = 1e-3,
+        reconstruction_loss: str = "mse",
+        input_noise: float = 0.0,
+        input_shape: tuple[int, ...] | None = None,
+        balance_weight: float = 1.0,
+        device: str = "auto",
+        random_state=None,
+        verbose: bool = False,
+    ):
+        self.n_clusters = n_clusters
+        self.style_dim = style_dim
+        self.encoder = encoder
+        self.encoder_params = encoder_params
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr_autoencoder = lr_autoencoder
+        self.lr_discriminator = lr_discriminator
+        self.lr_generator = lr_generator
+        self.reconstruction_loss = reconstruction_loss
+        self.input_noise = input_noise
+        self.input_shape = input_shape
+        self.balance_weight = balance_weight
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y=None):
+        """Cluster the rows of ``X``; ``y`` is not used."""
+        X, image_shape = self._validated_training_rows(X)
+        if (
+            isinstance(self.n_clusters, bool)
+            or not isinstance(self.n_clusters, numbers.Integral)
+            or self.n_clusters < 2
+        ):
+            raise ValueError(
+                f"n_clusters must be an integer of at least 2, got {self.n_clusters!r}"
+            )
+        _check_non_negative("balance_weight", self.balance_weight)
+        self._fit_network(
+            X, image_shape, None, int(self.n_clusters), balance_weight=float(self.balance_weight)
+        )
+        self.labels_ = self.predict(X)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """The cluster of each row: its most probable category."""
+        return self._encoded(X)[0].argmax(axis=1)
+
+    def cluster_probabilities(self, X) -> np.ndarray:
+        """Each row's probability of each of the ``n_clusters`` categories."""
+        return self._encoded(X)[0]
+
+
+def _check_non_negative(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < np.inf:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
+def _targets(X: np.ndarray, y, check: bool = True) -> np.ndarray:
+    """``y`` as a 1-D array of one class per row of ``X``, checked to hold classes unless
+    ``check`` is off."""
+    if y is None:
+        raise ValueError(
+            "this estimator requires y to be passed, but the target y is None: give the "
+            "class of each row"
+        )
+    y = column_or_1d(y, warn=True)
+    if len(y) != len(X):
+        raise ValueError(f"y has {len(y)} entries but X has {len(X)} rows")
+    if check:
+        check_classification_targets(y)
+    return y
+
+
+def _unlabelled(y: np.ndarray) -> np.ndarray:
+    """Rows marked -1, scikit-learn's mark of an unlabelled row (never a string)."""
+    if y.dtype.kind in "iuf":
+        return y == UNLABELLED
+    if y.dtype.kind == "O":
+        return np.array(
+            [isinstance(v, numbers.Real) and not isinstance(v, bool) and v == UNLABELLED
+             for v in y],
+            dtype=bool,
+        )
+    return np.zeros(len(y), dtype=bool)
+
+
+def _label_dtype(values: np.ndarray):
+    """Labels that were mixed with -1 in an object array keep a plain dtype once it is
+    gone (strings stay strings)."""
+    if values.dtype.kind == "O" and all(isinstance(v, str) for v in values):
+        return str
+    return values.dtype
+
+
+def _class_indices(classes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each value's index in the fitted ``classes``; an unknown class is a ValueError."""
+    try:
+        index = np.clip(np.searchsorted(classes, values), 0, len(classes) - 1)
+        unknown = np.asarray(classes[index] != values, dtype=bool)
+    except TypeError:  # strings asked of a model of numbers, or the reverse
+        index, unknown = None, np.ones(len(values), dtype=bool)
+    if unknown.any():
+        first = values[np.flatnonzero(unknown)[0]]
+        first = first.item() if isinstance(first, np.generic) else first
+        raise ValueError(f"unknown class {first!r}; the model knows {classes.tolist()}")
+    return index
