@@ -417,7 +417,7 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
 
     __doc__ += (
         "\n    Parameters\n    ----------\n    n_clusters : int, default=10\n        Number "
-        "of categories (at least 2)."
+        "of categories (1 puts every row in one cluster, as KMeans does)."
         + _SHARED_PARAMETERS
         + """    balance_weight : float, default=1.0
         Weight of the term that holds each batch's mean category distribution to uniform
@@ -475,10 +475,10 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
         if (
             isinstance(self.n_clusters, bool)
             or not isinstance(self.n_clusters, numbers.Integral)
-            or self.n_clusters < 2
+            or self.n_clusters < 1
         ):
             raise ValueError(
-                f"n_clusters must be an integer of at least 2, got {self.n_clusters!r}"
+                f"n_clusters must be a positive integer, got {self.n_clusters!r}"
             )
         _check_non_negative("balance_weight", self.balance_weight)
         self._fit_network(

@@ -31,12 +31,6 @@ def few_labels(y: np.ndarray, per_class: int) -> np.ndarray:
     return marked
 
 
-ONE_CLUSTER = (
-    "scikit-learn sets n_clusters=1 for this check; AAEClustering refuses fewer than 2 "
-    "clusters (one category leaves the categorical prior nothing to hold the codes to)"
-)
-
-
 def expected_failures(estimator) -> dict[str, str]:
     if isinstance(estimator, AAEClassifier):
         return {
@@ -44,16 +38,6 @@ def expected_failures(estimator) -> dict[str, str]:
                 "it fits the labels -1 and 1, and -1 marks an unlabelled row in "
                 "scikit-learn's semi-supervised convention (the check exempts only "
                 "scikit-learn's own semi-supervised classifiers, by name)"
-            )
-        }
-    if isinstance(estimator, AAEClustering):
-        return {
-            name: ONE_CLUSTER
-            for name in (
-                "check_dont_overwrite_parameters",
-                "check_methods_subset_invariance",
-                "check_fit2d_1feature",
-                "check_fit2d_predict1d",
             )
         }
     return {}
@@ -171,8 +155,15 @@ def test_clustering_recovers_well_separated_blobs():
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-12)
 
 
-@pytest.mark.parametrize("n_clusters", [1, 0, 2.5, True])
-def test_clustering_needs_two_clusters_or_more(n_clusters):
+def test_one_cluster_holds_every_row():
+    X, _ = blobs(n=40)
+    model = AAEClustering(n_clusters=1, epochs=2, random_state=0).fit(X)
+    assert model.labels_.tolist() == [0] * len(X)
+    np.testing.assert_allclose(model.cluster_probabilities(X), 1.0)
+
+
+@pytest.mark.parametrize("n_clusters", [0, -3, 2.5, True])
+def test_clustering_needs_a_positive_number_of_clusters(n_clusters):
     X, _ = blobs(n=40)
     with pytest.raises(ValueError, match="n_clusters"):
         AAEClustering(n_clusters=n_clusters, epochs=1).fit(X)
@@ -295,7 +286,7 @@ def test_cluster_and_generate_write_their_tables(labelled_file, tmp_path):
     [
         (("classify", "{unlabelled}"), "every row unlabelled"),
         (("classify", "{plain}"), "has no labels"),
-        (("cluster", "{plain}", "--clusters", 1), "n_clusters must be"),
+        (("cluster", "{plain}", "--clusters", 0), "n_clusters must be"),
         (("generate", "{labelled}", "--class", 9), "--class 9 is not a class"),
         (("classify", "{labelled}", "--epochs", 0), "epochs must be a positive integer"),
     ],
