@@ -64,7 +64,10 @@ from sklearn.neighbors import KNeighborsClassifier
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures"
 SEED = 0
-PARTS = ("map", "conditioned", "semi", "supervised", "classifier", "clustering")
+PARTS = (
+    "map", "conditioned", "semi", "supervised", "classifier", "clustering",
+    "classifier-digits", "clustering-digits",
+)  # fmt: skip
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "adbench"
 LABELLED_SHARES = (0.0, 0.01, 0.05)
 DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist-oneclass"
@@ -440,6 +443,85 @@ def clustering_error(train_clusters, y_train, test_clusters, y_test) -> float:
     return float((digit_of[test_clusters] != y_test).mean())
 
 
+def part_classifier_digits(args) -> None:
+    """AAEClassifier on scikit-learn's digits: test error against the number of labels,
+    beside a logistic regression on the labelled rows alone (the figure of the classifier
+    section)."""
+    from aae_anomaly import AAEClassifier
+    from aae_anomaly.plotting import _figure, _save
+
+    X_train, y_train, X_test, y_test = digits_halves()
+    counts = (10, 20, 50, 100)
+    errors, baselines = [], []
+    for n_labels in counts:
+        labels = np.full(len(y_train), -1)
+        for digit in range(10):
+            labels[np.flatnonzero(y_train == digit)[: n_labels // 10]] = digit
+        start = time.perf_counter()
+        model = AAEClassifier(epochs=args.epochs, random_state=SEED).fit(X_train, labels)
+        seconds = time.perf_counter() - start
+        errors.append(100.0 * float((model.predict(X_test) != y_test).mean()))
+        baselines.append(labelled_only_error(X_train / 16.0 * 255.0, labels, X_test / 16.0 * 255.0,
+                                             y_test))
+        print(
+            f"classifier-digits: {n_labels} labels of {len(X_train)} rows, {args.epochs} "
+            f"epochs, fit {seconds:.1f} s: test error {errors[-1]:.2f}% (logistic regression "
+            f"on the labelled rows alone {baselines[-1]:.2f}%)", flush=True,
+        )
+    figure = _figure((5.0, 3.6), 100)
+    axes = figure.subplots()
+    axes.plot(counts, errors, "o-", label="AAEClassifier (all rows, few labels)")
+    axes.plot(counts, baselines, "s--", label="logistic regression (labelled rows only)")
+    axes.set_xscale("log")
+    axes.set_xticks(counts, [str(c) for c in counts])
+    axes.set_xlabel("labelled rows (of 898)")
+    axes.set_ylabel("test error (%)")
+    axes.set_title("digits: semi-supervised classification")
+    axes.legend(fontsize=8)
+    path = FIGURES / "digits-classifier.png"
+    _save(figure, path, 100)
+    print(f"classifier-digits: wrote {path.relative_to(ROOT)}")
+
+
+def part_clustering_digits(args) -> None:
+    """AAEClustering on scikit-learn's digits with 16 clusters: each cluster's training
+    digits in a row (the figure of the clustering section), and the clustering error."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from aae_anomaly import AAEClustering
+    from aae_anomaly.plotting import _figure, _save
+
+    X_train, y_train, X_test, y_test = digits_halves()
+    start = time.perf_counter()
+    model = AAEClustering(n_clusters=16, epochs=args.epochs, random_state=SEED).fit(X_train)
+    seconds = time.perf_counter() - start
+    error = 100.0 * clustering_error(model.labels_, y_train, model.predict(X_test), y_test)
+    used = np.unique(model.labels_)
+    ari = adjusted_rand_score(y_test, model.predict(X_test))
+    print(
+        f"clustering-digits: 16 clusters ({len(used)} used), {len(X_train)} rows, "
+        f"{args.epochs} epochs, fit {seconds:.1f} s: test error {error:.2f}%, adjusted rand "
+        f"index {ari:.3f}", flush=True,
+    )
+    columns = 12
+    figure = _figure((6.0, 0.5 * len(used) + 0.6), 80)
+    grid = figure.subplots(len(used), columns, squeeze=False)
+    for row, cluster in enumerate(used):
+        members = np.flatnonzero(model.labels_ == cluster)[:columns]
+        for column in range(columns):
+            axes = grid[row, column]
+            axes.set_xticks([])
+            axes.set_yticks([])
+            axes.axis("off")
+            if column < len(members):
+                axes.imshow(X_train[members[column]].reshape(8, 8), cmap="gray_r", vmin=0,
+                            vmax=16)
+    figure.suptitle(f"AAEClustering, 16 clusters: each row one cluster ({len(used)} used)")
+    path = FIGURES / "digits-clusters.png"
+    _save(figure, path, 80)
+    print(f"clustering-digits: wrote {path.relative_to(ROOT)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=PARTS, action="append", help="default: all")
@@ -463,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = {
         "map": part_map, "conditioned": part_conditioned, "semi": part_semi,
         "supervised": part_supervised, "classifier": part_classifier,
-        "clustering": part_clustering,
+        "clustering": part_clustering, "classifier-digits": part_classifier_digits,
+        "clustering-digits": part_clustering_digits,
     }
     for part in args.part or PARTS:
         runs[part](args)
