@@ -626,6 +626,12 @@ def family_options(command):
         click.option(
             "--input-noise", type=float, default=0.0, help="Std of noise on inputs in training."
         ),
+        click.option(
+            "--scaling",
+            type=click.Choice(SCALINGS),
+            default="auto",
+            help="Input statistics, as for fit: shared for images under auto.",
+        ),
         click.option("--seed", "random_state", type=int, default=0, help="Random seed."),
         click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda:0..."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes on stderr."),

@@ -274,7 +274,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         with seeded(seed, device) as generator, flush_denormals():
             center, scale = _input_scaling(
-                train_rows, self.reconstruction_loss, self._scaling_groups(input_shape)
+                train_rows, self.reconstruction_loss, scaling_groups(self.scaling, input_shape)
             )
             module = self._build_module(
                 architecture, input_shape, center, scale, n_reference, n_anomalies
@@ -524,8 +524,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, "
                 f"got {self.reconstruction_loss!r}"
             )
-        if self.scaling not in SCALINGS:
-            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        check_scaling(self.scaling)
         if self.posterior not in POSTERIORS:
             raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
         fraction = self.calibration_fraction
@@ -542,14 +541,6 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             value = getattr(self, name)
             if value is not None and not isinstance(value, dict):
                 raise ValueError(f"{name} must be a dict or None, got {type(value).__name__}")
-
-    def _scaling_groups(self, input_shape: tuple[int, ...]) -> int | None:
-        """How many groups of columns share a centre and scale: ``None`` for one per
-        column, else the number of channels (1 for flat rows)."""
-        images = len(input_shape) > 1
-        if self.scaling == "per_feature" or (self.scaling == "auto" and not images):
-            return None
-        return input_shape[0] if images else 1
 
     def _checked_weights(self, module: AAEModule, prior: Prior) -> dict[str, float]:
         names = available_components(module, prior)
@@ -791,6 +782,21 @@ def _check_values(X: np.ndarray, names, limit: float) -> None:
                 f"Input X contains {kind} in {_describe_columns(columns, names)} "
                 f"(first in row {first_row}); {remedy}"
             )
+
+
+def check_scaling(scaling) -> None:
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+
+
+def scaling_groups(scaling: str, input_shape: tuple[int, ...]) -> int | None:
+    """How many groups of columns share a centre and scale under ``scaling``: ``None``
+    for one per column, else the number of channels (1 for flat rows). ``auto`` shares
+    within each channel of images (an input shape of several dimensions)."""
+    images = len(input_shape) > 1
+    if scaling == "per_feature" or (scaling == "auto" and not images):
+        return None
+    return input_shape[0] if images else 1
 
 
 def _input_scaling(

@@ -38,7 +38,9 @@ from .estimator import (
     _check_int,
     _flatten_images,
     _input_scaling,
+    check_scaling,
     create_architecture,
+    scaling_groups,
 )
 
 
@@ -57,6 +59,7 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
             if not isinstance(value, numbers.Real) or not 0 < value < np.inf:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         _check_non_negative("input_noise", self.input_noise)
+        check_scaling(self.scaling)
         if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
             raise ValueError(
                 f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, "
@@ -107,7 +110,9 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
         device = resolve_device(self.device)
         with seeded(seed, device) as generator, flush_denormals():
-            center, scale = _input_scaling(X, self.reconstruction_loss)
+            center, scale = _input_scaling(
+                X, self.reconstruction_loss, scaling_groups(self.scaling, input_shape)
+            )
             encoder, decoder = architecture.build(
                 input_shape, n_categories + self.style_dim, code_size
             )
@@ -181,6 +186,9 @@ _SHARED_PARAMETERS = """
         the discriminators' step and the encoder's adversarial step.
     reconstruction_loss : {"mse", "l1", "bce"}, default="mse"
         ``bce`` (for images) scales inputs to [0, 1]; the others standardize them.
+    scaling : {"auto", "per_feature", "shared"}, default="auto"
+        Whose statistics scale the inputs, as in ``AAEDetector``: one centre and scale
+        per channel for images (``auto``, ``shared``), one per column otherwise.
     input_noise : float, default=0.0
         Standard deviation of Gaussian noise added to the scaled inputs in training, a
         cheap regularizer when few rows are labelled.
@@ -226,6 +234,7 @@ class SupervisedAAE(_CategoricalAAE):
         lr_generator: float = 1e-3,
         reconstruction_loss: str = "mse",
         input_noise: float = 0.0,
+        scaling: str = "auto",
         input_shape: tuple[int, ...] | None = None,
         device: str = "auto",
         random_state=None,
@@ -241,6 +250,7 @@ class SupervisedAAE(_CategoricalAAE):
         self.lr_generator = lr_generator
         self.reconstruction_loss = reconstruction_loss
         self.input_noise = input_noise
+        self.scaling = scaling
         self.input_shape = input_shape
         self.device = device
         self.random_state = random_state
@@ -338,6 +348,7 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
         lr_generator: float = 1e-3,
         reconstruction_loss: str = "mse",
         input_noise: float = 0.0,
+        scaling: str = "auto",
         input_shape: tuple[int, ...] | None = None,
         label_weight: float = 1.0,
         labelled_batch_size: int = 32,
@@ -356,6 +367,7 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
         self.lr_generator = lr_generator
         self.reconstruction_loss = reconstruction_loss
         self.input_noise = input_noise
+        self.scaling = scaling
         self.input_shape = input_shape
         self.label_weight = label_weight
         self.labelled_batch_size = labelled_batch_size
@@ -446,6 +458,7 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
         lr_generator: float = 1e-3,
         reconstruction_loss: str = "mse",
         input_noise: float = 0.0,
+        scaling: str = "auto",
         input_shape: tuple[int, ...] | None = None,
         balance_weight: float = 1.0,
         device: str = "auto",
@@ -463,6 +476,7 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
         self.lr_generator = lr_generator
         self.reconstruction_loss = reconstruction_loss
         self.input_noise = input_noise
+        self.scaling = scaling
         self.input_shape = input_shape
         self.balance_weight = balance_weight
         self.device = device

@@ -342,3 +342,19 @@ def test_verbose_fit_shows_progress(capsys):
     X, y = blobs(n=60)
     AAEClassifier(epochs=2, verbose=True, random_state=0).fit(X, few_labels(y, 2))
     assert "2/2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("estimator", [AAEClassifier, AAEClustering, SupervisedAAE])
+def test_images_share_one_scale_unless_per_feature_is_asked(estimator):
+    rng = np.random.default_rng(0)
+    images = rng.random((40, 1, 4, 4)) * np.linspace(0.1, 1, 16).reshape(4, 4)
+    y = np.arange(40) % 2
+    fit = (lambda model: model.fit(images)) if estimator is AAEClustering else (
+        lambda model: model.fit(images, y)
+    )
+    shared = fit(estimator(epochs=1, random_state=0))
+    assert len(set(shared.module_.scale.tolist())) == 1
+    per_feature = fit(estimator(epochs=1, random_state=0, scaling="per_feature"))
+    assert len(set(per_feature.module_.scale.tolist())) == 16
+    with pytest.raises(ValueError, match="scaling must be one of"):
+        fit(estimator(epochs=1, scaling="global"))
