@@ -426,7 +426,15 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{dataset:>16} seed {seed} {detector:>11}: ROC-AUC "
                           f"{result['roc_auc']:.3f} AP {result['average_precision']:.3f} "
                           f"fit {result['fit_seconds']:.1f}s", flush=True)
-    groups = {name: group for name, (group, _) in found.items()}
+    # the report covers every data set the cache has results for, not only this run's
+    # folders: a run on one folder must not drop the other folders' tables
+    report_dirs = [*data_dirs, DEFAULT_DATA] if DEFAULT_DATA.is_dir() else data_dirs
+    measured = {key.split("|")[0] for key in cache["results"]}
+    groups = {
+        name: group
+        for name, (group, _) in find_datasets(report_dirs).items()
+        if name in measured or name in found
+    }
     write_report(cache, groups, args.report, seeds)
     print(f"wrote {args.report}")
     return 0
