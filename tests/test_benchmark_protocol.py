@@ -70,3 +70,17 @@ def test_scores_from_the_protocol_are_what_roc_auc_reads():
             quality.make_detector("AAE", 3, 0).fit(split[0]), split[1]
         ))
     )
+
+
+def test_image_sets_share_one_scale_fitted_on_training_pixels():
+    X, y = labelled(100, 20, n_features=3)
+    X_train, X_test, _ = quality.protocol_split(X, y, seed=0, images=True)
+    np.testing.assert_allclose(X_train.mean(), 0, atol=1e-12)
+    np.testing.assert_allclose(X_train.std(), 1, atol=1e-12)
+    # one centre and scale for every column: the columns keep their relative spread
+    spread = X_train.std(axis=0)
+    assert spread[2] > 10 * spread[0]
+    # the scale is fitted, not fixed: a change of the pixels' unit changes nothing
+    unscaled_train, unscaled_test, _ = quality.protocol_split(X * 3 + 7, y, seed=0, images=True)
+    np.testing.assert_allclose(unscaled_test, X_test, atol=1e-9)
+    np.testing.assert_allclose(unscaled_train, X_train, atol=1e-9)
