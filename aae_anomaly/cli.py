@@ -443,10 +443,11 @@ def _normal_rows(dataset, source: str):
 
 
 # -- score, evaluate -----------------------------------------------------------------------------
-def _scored(
+def _loaded(
     model: str, data: str, label_column: str | None, device: str, classes_column=None
 ):
-    """Load the model and DATA, check they fit together, and score every row."""
+    """Load the model and DATA and check they fit together: the model, the dataset and
+    the classes column's values (or None)."""
     detector = load_model(model, device=device)
     dataset = read_data(data, label_column)
     classes = None
@@ -455,11 +456,23 @@ def _scored(
     check_features(
         dataset, data, detector.n_features_in_, getattr(detector, "feature_names_in_", None)
     )
+    return detector, dataset, classes
+
+
+def _score_rows(detector, dataset, classes):
     with warnings.catch_warnings():
-        # the column names were checked above against DATA's own; the bare array passed on
+        # the column names were checked against DATA's own; the bare array passed on
         # would only make scikit-learn warn that it has none
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
-        return detector, dataset, score_table(detector, dataset.X, classes)
+        return score_table(detector, dataset.X, classes)
+
+
+def _scored(
+    model: str, data: str, label_column: str | None, device: str, classes_column=None
+):
+    """Load the model and DATA, check they fit together, and score every row."""
+    detector, dataset, classes = _loaded(model, data, label_column, device, classes_column)
+    return detector, dataset, _score_rows(detector, dataset, classes)
 
 
 DEVICE_HELP = "Where to score: cpu, auto (CUDA when present), cuda:0..."
@@ -521,14 +534,15 @@ def evaluate_command(model, data, label_column, classes_column, as_json, device)
       aae-anomaly evaluate model.aae synthetic:n=2000,seed=1 --json
     """
     with user_errors():
-        detector, dataset, table = _scored(model, data, label_column, device, classes_column)
+        detector, dataset, classes = _loaded(model, data, label_column, device, classes_column)
+        # the labels are checked before the (possibly long) scoring, not after
         if dataset.y is None:
             raise ValueError(
                 f"{data} has no labels; use an .npz with y, a labelled dataset plugin, "
                 "or --label-column NAME"
             )
         labels = check_labels(dataset.y, data, len(dataset.X))
-        report = evaluate(table, labels, detector.offset_)
+        report = evaluate(_score_rows(detector, dataset, classes), labels, detector.offset_)
     click.echo(json.dumps(report.to_dict()) if as_json else report.format())
 
 

@@ -383,6 +383,16 @@ def test_score_rejects_data_that_does_not_fit_the_model(files, tmp_path):
     assert_bad_input(run("evaluate", model, files["test.npy"]), "has no labels")
 
 
+def test_evaluate_checks_labels_before_scoring(files, monkeypatch):
+    import aae_anomaly.cli as cli
+
+    def never(*args):
+        raise AssertionError("scored before the labels were checked")
+
+    monkeypatch.setattr(cli, "score_table", never)
+    assert_bad_input(run("evaluate", files["model.aae"], files["test.npy"]), "has no labels")
+
+
 @pytest.mark.parametrize("command", ["score", "info"])
 def test_bad_model_files_are_one_line_errors(files, tmp_path, command):
     def args(model):
