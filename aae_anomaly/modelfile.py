@@ -172,8 +172,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
     document, tensors = _open(path, load_tensors=True)
     if _tensor_digest(tensors) != document["tensors_sha256"]:
         raise ModelFileError(f"{path} is corrupted: its weights do not match their checksum")
+    # files written before ``scaling`` existed were scaled per feature, images included
+    params = {"scaling": "per_feature", **document["params"]}
     try:
-        detector = AAEDetector(**document["params"])
+        detector = AAEDetector(**params)
         detector._check_params()
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path} holds invalid estimator parameters: {exc}") from None

@@ -278,6 +278,14 @@ def test_inconsistent_documents_fail_clearly(change, problem, saved, tmp_path):
         aae_anomaly.load(path)
 
 
+def test_files_from_before_the_scaling_option_load_as_per_feature(saved, tmp_path):
+    path = rewrite_document(saved, tmp_path / "older.aae", lambda d: d["params"].pop("scaling"))
+    older, current = aae_anomaly.load(path), aae_anomaly.load(saved)
+    assert older.scaling == "per_feature" and current.scaling == "auto"
+    rows = np.random.default_rng(1).normal(size=(20, current.n_features_in_))
+    np.testing.assert_array_equal(older.score_samples(rows), current.score_samples(rows))
+
+
 def test_missing_prior_plugin_is_named(saved, tmp_path):
     def foreign_prior(document):
         document["prior"].update(name="vonmises", distribution="aae-circular", version="2.1")
