@@ -38,6 +38,7 @@ class AdamStep:
     def __init__(self, optimizer: torch.optim.Adam):
         self.optimizer = optimizer
         self._lists: tuple[list, list, list, list] | None = None
+        self.refresh()
 
     def refresh(self) -> None:
         """Rebuild the lists from the optimizer's state: call after the state may have

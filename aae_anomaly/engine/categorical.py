@@ -34,7 +34,7 @@ from torch import nn
 from .adam_step import AdamStep
 from .inference import for_each_batch
 from .model import Discriminator, ScaledInput, mean_reconstruction_error
-from .training import EpochTrainer, TrainingConfig
+from .training import EpochTrainer, TrainingConfig, fused_options
 
 HISTORY_KEYS = (
     "reconstruction",
@@ -145,29 +145,17 @@ class CategoricalTrainer(EpochTrainer):
         discriminators = [*module.style_discriminator.parameters()]
         if module.category_discriminator is not None:
             discriminators += [*module.category_discriminator.parameters()]
-        fused = {"fused": True} if rows.device.type in ("cpu", "cuda") else {}
-        adversarial = {"betas": (0.5, 0.999), **fused}
-        self.optimizers = {
-            "autoencoder": torch.optim.Adam(
-                [*encoder.parameters(), *decoder.parameters()], lr=config.lr_autoencoder, **fused
-            ),
-            "discriminator": torch.optim.Adam(
-                discriminators, lr=config.lr_discriminator, **adversarial
-            ),
-            "generator": torch.optim.Adam(
-                encoder.parameters(), lr=config.lr_generator, **adversarial
-            ),
-        }
-        self.base_lr = {
-            "autoencoder": config.lr_autoencoder,
-            "discriminator": config.lr_discriminator,
-            "generator": config.lr_generator,
-        }
+        self._build_optimizers(
+            [*encoder.parameters(), *decoder.parameters()],
+            discriminators,
+            list(encoder.parameters()),
+            rows.device,
+        )
         if self.labelled is not None:
             # the classification step has its own moments: its gradients are unlike the
             # reconstruction ones, and sharing would let one rescale the other's steps
             self.optimizers["classifier"] = torch.optim.Adam(
-                encoder.parameters(), lr=config.lr_autoencoder, **fused
+                encoder.parameters(), lr=config.lr_autoencoder, **fused_options(rows.device)
             )
             self.base_lr["classifier"] = config.lr_autoencoder
         self.x_all = module.scale_input(rows)
@@ -191,11 +179,7 @@ class CategoricalTrainer(EpochTrainer):
         discriminators = [module.style_discriminator]
         if infers:
             discriminators.append(module.category_discriminator)
-        # the detector's lean Adam steps, bit for bit the optimizers' own; rebuilt each
-        # epoch, since a rollback may have replaced the optimizers' state
-        steps = {name: AdamStep(optimizer) for name, optimizer in self.optimizers.items()}
-        for step in steps.values():
-            step.refresh()
+        steps = self._lean_steps()
 
         totals = torch.zeros(len(HISTORY_KEYS), device=device)
         order = torch.randperm(n, generator=generator, device=device)

@@ -63,6 +63,12 @@ class TrainingConfig:
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
+def fused_options(device: torch.device) -> dict[str, bool]:
+    """Adam's options for ``device``: the fused kernel updates all of an optimizer's
+    tensors in one pass instead of a dozen small element-wise operations per parameter."""
+    return {"fused": True} if device.type in ("cpu", "cuda") else {}
+
+
 class EpochTrainer:
     """What every AAE fit shares, whatever its networks and phases: the epoch loop, the
     rollback of a diverged epoch with smaller learning rates, the per-epoch history and the
@@ -90,6 +96,39 @@ class EpochTrainer:
         """One pass over the rows: the epoch's mean metrics, and whether every weight is
         still finite."""
         raise NotImplementedError
+
+    def _build_optimizers(
+        self,
+        autoencoder: list[nn.Parameter],
+        discriminator: list[nn.Parameter],
+        encoder: list[nn.Parameter],
+        device: torch.device,
+    ) -> None:
+        """The three Adam optimizers of the paper's phases, one per step, each with its own
+        learning rate: reconstruction (encoder and decoder), the discriminator's step and
+        the encoder's adversarial step."""
+        config = self.config
+        fused = fused_options(device)
+        # beta1 = 0.5 is the usual choice for adversarial steps: less momentum, less oscillation
+        adversarial = {"betas": (0.5, 0.999), **fused}
+        self.optimizers = {
+            "autoencoder": torch.optim.Adam(autoencoder, lr=config.lr_autoencoder, **fused),
+            "discriminator": torch.optim.Adam(
+                discriminator, lr=config.lr_discriminator, **adversarial
+            ),
+            "generator": torch.optim.Adam(encoder, lr=config.lr_generator, **adversarial),
+        }
+        self.base_lr = {
+            "autoencoder": config.lr_autoencoder,
+            "discriminator": config.lr_discriminator,
+            "generator": config.lr_generator,
+        }
+
+    def _lean_steps(self) -> dict[str, AdamStep]:
+        """A lean step per optimizer, built from the optimizers' current state: called at
+        the start of each epoch, since a rollback or a resumed checkpoint may have replaced
+        that state."""
+        return {name: AdamStep(optimizer) for name, optimizer in self.optimizers.items()}
 
     # -- the whole fit ---------------------------------------------------------------------
     def fit(self, on_epoch_end: EpochCallback | None = None) -> dict[str, list[float]]:
@@ -215,28 +254,13 @@ class Trainer(EpochTrainer):
         label-conditioned regularization (see :meth:`run_epoch`)."""
         self.module, self.prior, self.config, self.generator = module, prior, config, generator
         self.classes = classes
-        encoder, decoder, discriminator = module.encoder, module.decoder, module.discriminator
-        # the fused kernel updates all of an optimizer's tensors in one pass instead of a
-        # dozen small element-wise operations per parameter
-        fused = {"fused": True} if rows.device.type in ("cpu", "cuda") else {}
-        autoencoder_opt = torch.optim.Adam(
-            [*encoder.parameters(), *decoder.parameters()], lr=config.lr_autoencoder, **fused
+        encoder, decoder = module.encoder, module.decoder
+        self._build_optimizers(
+            [*encoder.parameters(), *decoder.parameters()],
+            list(module.discriminator.parameters()),
+            list(encoder.parameters()),
+            rows.device,
         )
-        # beta1 = 0.5 is the usual choice for adversarial steps: less momentum, less oscillation
-        discriminator_opt = torch.optim.Adam(
-            discriminator.parameters(), lr=config.lr_discriminator, betas=(0.5, 0.999), **fused
-        )
-        generator_opt = torch.optim.Adam(
-            encoder.parameters(), lr=config.lr_generator, betas=(0.5, 0.999), **fused
-        )
-        self.optimizers = dict(
-            zip(OPTIMIZERS, (autoencoder_opt, discriminator_opt, generator_opt), strict=True)
-        )
-        self.base_lr = {
-            "autoencoder": config.lr_autoencoder,
-            "discriminator": config.lr_discriminator,
-            "generator": config.lr_generator,
-        }
         self.x_all = module.scale_input(rows)
         self._start(HISTORY_KEYS)
 
@@ -251,13 +275,8 @@ class Trainer(EpochTrainer):
         module, prior, config, generator = self.module, self.prior, self.config, self.generator
         discriminator = module.discriminator
         discriminator_params = list(discriminator.parameters())
-        # the optimizers' state may have been replaced since the last epoch (a rollback,
-        # a resumed checkpoint): the lean steps rebuild their lists from it
-        autoencoder_opt, discriminator_opt, generator_opt = (
-            AdamStep(self.optimizers[name]) for name in OPTIMIZERS
-        )
-        for stepper in (autoencoder_opt, discriminator_opt, generator_opt):
-            stepper.refresh()
+        steps = self._lean_steps()
+        autoencoder_opt, discriminator_opt, generator_opt = (steps[name] for name in OPTIMIZERS)
         bce = nn.functional.binary_cross_entropy_with_logits
         x_all = self.x_all
         n = len(x_all)
