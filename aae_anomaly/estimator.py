@@ -515,16 +515,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"n_neighbors must be a non-negative integer, got {self.n_neighbors!r}"
             )
-        for name in ("lr_autoencoder", "lr_discriminator", "lr_generator"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or not 0 < value < np.inf:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
-            raise ValueError(
-                f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, "
-                f"got {self.reconstruction_loss!r}"
-            )
-        check_scaling(self.scaling)
+        check_training_settings(self)
         if self.posterior not in POSTERIORS:
             raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
         fraction = self.calibration_fraction
@@ -782,6 +773,20 @@ def _check_values(X: np.ndarray, names, limit: float) -> None:
                 f"Input X contains {kind} in {_describe_columns(columns, names)} "
                 f"(first in row {first_row}); {remedy}"
             )
+
+
+def check_training_settings(estimator) -> None:
+    """The learning rates and the reconstruction loss every AAE estimator takes."""
+    for name in ("lr_autoencoder", "lr_discriminator", "lr_generator"):
+        value = getattr(estimator, name)
+        if not isinstance(value, numbers.Real) or not 0 < value < np.inf:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if estimator.reconstruction_loss not in RECONSTRUCTION_LOSSES:
+        raise ValueError(
+            f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, "
+            f"got {estimator.reconstruction_loss!r}"
+        )
+    check_scaling(estimator.scaling)
 
 
 def check_scaling(scaling) -> None:

@@ -31,14 +31,13 @@ from .engine.categorical import (
     decode_categorical,
     encode_categorical,
 )
-from .engine.model import RECONSTRUCTION_LOSSES
 from .engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
 from .estimator import (
     SCORING_BATCH_SIZE,
     _check_int,
     _flatten_images,
     _input_scaling,
-    check_scaling,
+    check_training_settings,
     create_architecture,
     scaling_groups,
 )
@@ -54,17 +53,8 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
         _check_int("style_dim", self.style_dim)
         _check_int("epochs", self.epochs)
         _check_int("batch_size", self.batch_size)
-        for name in ("lr_autoencoder", "lr_discriminator", "lr_generator"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or not 0 < value < np.inf:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        check_training_settings(self)
         _check_non_negative("input_noise", self.input_noise)
-        check_scaling(self.scaling)
-        if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
-            raise ValueError(
-                f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, "
-                f"got {self.reconstruction_loss!r}"
-            )
         if self.encoder_params is not None and not isinstance(self.encoder_params, dict):
             raise ValueError(
                 f"encoder_params must be a dict or None, got {type(self.encoder_params).__name__}"
