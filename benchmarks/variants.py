@@ -97,6 +97,13 @@ def digits_halves(seed: int = SEED):
     return X[order[:half]], y[order[:half]], X[order[half:]], y[order[half:]]
 
 
+def timed_fit(model, *args, **kwargs):
+    """``model`` fitted, and the seconds the fit took."""
+    start = time.perf_counter()
+    model.fit(*args, **kwargs)
+    return model, time.perf_counter() - start
+
+
 def knn_accuracy(train_codes, y_train, test_codes, y_test) -> float:
     classifier = KNeighborsClassifier(n_neighbors=5).fit(train_codes, y_train)
     return float((classifier.predict(test_codes) == y_test).mean())
@@ -107,15 +114,16 @@ def part_map(args) -> None:
     from aae_anomaly.plotting import plot_map
 
     X_train, y_train, X_test, y_test = digits_halves()
-    start = time.perf_counter()
-    detector = AAEDetector(
-        latent_dim=2,
-        prior="mixture",
-        prior_params={"n_components": 10},
-        epochs=args.epochs,
-        random_state=SEED,
-    ).fit(X_train)
-    seconds = time.perf_counter() - start
+    detector, seconds = timed_fit(
+        AAEDetector(
+            latent_dim=2,
+            prior="mixture",
+            prior_params={"n_components": 10},
+            epochs=args.epochs,
+            random_state=SEED,
+        ),
+        X_train,
+    )
     aae = knn_accuracy(detector.transform(X_train), y_train, detector.transform(X_test), y_test)
     pca = PCA(n_components=2, random_state=SEED).fit(X_train)
     linear = knn_accuracy(pca.transform(X_train), y_train, pca.transform(X_test), y_test)
@@ -148,9 +156,7 @@ def part_conditioned(args) -> None:
         f"test half {len(X_test)} rows, {int(anomalous.sum())} anomalies; {args.epochs} epochs"
     )
     for name, fit_classes in (("unconditioned", None), ("conditioned", classes)):
-        start = time.perf_counter()
-        detector = AAEDetector(**params).fit(X_fit, classes=fit_classes)
-        seconds = time.perf_counter() - start
+        detector, seconds = timed_fit(AAEDetector(**params), X_fit, classes=fit_classes)
         components = detector.score_components(X_test)
         aucs = ", ".join(
             f"{key} {roc_auc_score(anomalous, components[key]):.3f}"
@@ -280,11 +286,9 @@ def part_supervised(args) -> None:
     from aae_anomaly.plotting import _figure, _save
 
     X_train, y_train, X_test, y_test = digits_halves()
-    start = time.perf_counter()
-    model = SupervisedAAE(style_dim=4, epochs=args.epochs, random_state=SEED).fit(
-        X_train, y_train
+    model, seconds = timed_fit(
+        SupervisedAAE(style_dim=4, epochs=args.epochs, random_state=SEED), X_train, y_train
     )
-    seconds = time.perf_counter() - start
     judge = LogisticRegression(max_iter=5000).fit(X_train, y_train)
     wanted = np.repeat(np.arange(10), 100)
     samples = model.sample(len(wanted), y=wanted, random_state=SEED)
@@ -372,9 +376,7 @@ def part_classifier(args) -> None:
             MNIST_SETTINGS, style_dim=10, labelled_batch_size=64, epochs=args.mnist_epochs,
             random_state=SEED,
         )
-        start = time.perf_counter()
-        model = AAEClassifier(**settings).fit(X_train, labels)
-        seconds = time.perf_counter() - start
+        model, seconds = timed_fit(AAEClassifier(**settings), X_train, labels)
         error = 100.0 * float((model.predict(X_test) != y_test).mean())
         baseline = labelled_only_error(X_train, labels, X_test, y_test)
         key = _mnist_key(f"labels-{n_labels}", args)
@@ -415,9 +417,7 @@ def part_clustering(args) -> None:
             MNIST_SETTINGS, n_clusters=n_clusters, style_dim=5, epochs=args.mnist_epochs,
             random_state=SEED,
         )
-        start = time.perf_counter()
-        model = AAEClustering(**settings).fit(X_train)
-        seconds = time.perf_counter() - start
+        model, seconds = timed_fit(AAEClustering(**settings), X_train)
         error = 100.0 * clustering_error(model.labels_, y_train, model.predict(X_test), y_test)
         used = len(np.unique(model.labels_))
         key = _mnist_key(f"clusters-{n_clusters}", args)
@@ -457,9 +457,9 @@ def part_classifier_digits(args) -> None:
         labels = np.full(len(y_train), -1)
         for digit in range(10):
             labels[np.flatnonzero(y_train == digit)[: n_labels // 10]] = digit
-        start = time.perf_counter()
-        model = AAEClassifier(epochs=args.epochs, random_state=SEED).fit(X_train, labels)
-        seconds = time.perf_counter() - start
+        model, seconds = timed_fit(
+            AAEClassifier(epochs=args.epochs, random_state=SEED), X_train, labels
+        )
         errors.append(100.0 * float((model.predict(X_test) != y_test).mean()))
         baselines.append(labelled_only_error(X_train / 16.0 * 255.0, labels, X_test / 16.0 * 255.0,
                                              y_test))
@@ -492,9 +492,9 @@ def part_clustering_digits(args) -> None:
     from aae_anomaly.plotting import _figure, _save
 
     X_train, y_train, X_test, y_test = digits_halves()
-    start = time.perf_counter()
-    model = AAEClustering(n_clusters=16, epochs=args.epochs, random_state=SEED).fit(X_train)
-    seconds = time.perf_counter() - start
+    model, seconds = timed_fit(
+        AAEClustering(n_clusters=16, epochs=args.epochs, random_state=SEED), X_train
+    )
     error = 100.0 * clustering_error(model.labels_, y_train, model.predict(X_test), y_test)
     used = np.unique(model.labels_)
     ari = adjusted_rand_score(y_test, model.predict(X_test))
