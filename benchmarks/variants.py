@@ -104,6 +104,14 @@ def timed_fit(model, *args, **kwargs):
     return model, time.perf_counter() - start
 
 
+def first_labels(y: np.ndarray, per_digit: int) -> np.ndarray:
+    """``y`` with only the first ``per_digit`` rows of each digit labelled, the others -1."""
+    labels = np.full(len(y), -1)
+    for digit in range(10):
+        labels[np.flatnonzero(y == digit)[:per_digit]] = digit
+    return labels
+
+
 def knn_accuracy(train_codes, y_train, test_codes, y_test) -> float:
     classifier = KNeighborsClassifier(n_neighbors=5).fit(train_codes, y_train)
     return float((classifier.predict(test_codes) == y_test).mean())
@@ -368,10 +376,7 @@ def part_classifier(args) -> None:
     X_train, y_train, X_test, y_test = data
     for n_labels in args.labels:
         per_digit = n_labels // 10
-        labels = np.full(len(y_train), -1)
-        for digit in range(10):
-            chosen = np.flatnonzero(y_train == digit)[:per_digit]
-            labels[chosen] = digit
+        labels = first_labels(y_train, per_digit)
         settings = dict(
             MNIST_SETTINGS, style_dim=10, labelled_batch_size=64, epochs=args.mnist_epochs,
             random_state=SEED,
@@ -454,9 +459,7 @@ def part_classifier_digits(args) -> None:
     counts = (10, 20, 50, 100)
     errors, baselines = [], []
     for n_labels in counts:
-        labels = np.full(len(y_train), -1)
-        for digit in range(10):
-            labels[np.flatnonzero(y_train == digit)[: n_labels // 10]] = digit
+        labels = first_labels(y_train, n_labels // 10)
         model, seconds = timed_fit(
             AAEClassifier(epochs=args.epochs, random_state=SEED), X_train, labels
         )
