@@ -26,7 +26,6 @@ row look anomalous. The combined score is the weighted mean of the normalized co
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +34,7 @@ import torch
 from .engine.inference import for_each_batch
 from .engine.model import AAEModule, per_sample_reconstruction_error
 from .engine.runtime import forward_flops_per_row
+from .neighbors import NeighborSearch
 from .priors import Prior
 
 COMPONENTS = ("reconstruction", "discriminator", "density", "neighbors")
@@ -44,14 +44,6 @@ COMPONENTS = ("reconstruction", "discriminator", "density", "neighbors")
 DENSITY_CAP = 1e4
 
 
-# Query rows per distance computation against the reference set: a divisor of the scoring
-# batch size, so every row's distances come from identically shaped matrix products, and
-# small enough that the block of distances stays in cache (measured fastest here).
-NEIGHBOR_QUERY_ROWS = 128
-# Reference rows per group in the two-stage nearest-neighbour selection (see
-# ``_nearest``): a full top-k over thousands of distances per row cost more than the
-# matrix product that made them.
-NEIGHBOR_GROUP = 64
 # The most a known anomaly nearby multiplies the neighbors component by.
 KNOWN_ANOMALY_CAP = 1e3
 
@@ -72,75 +64,19 @@ def default_weights(names: tuple[str, ...]) -> dict[str, float]:
     return {name: float(name == chosen) for name in names}
 
 
-def mean_neighbor_distance(
-    queries: torch.Tensor, reference: torch.Tensor, k: int, n_valid: int | None = None
-) -> torch.Tensor:
-    """Mean Euclidean distance of each query row to its ``k`` nearest reference rows.
-
-    Rows from ``n_valid`` on are padding: blocks holding nothing else are skipped (their
-    distances are left at zero), which keeps a call for a few rows cheap.
-    """
-    k = min(k, len(reference))
-    n_valid = len(queries) if n_valid is None else n_valid
-    reference_norms = reference.square().sum(dim=1)
-    grouped = len(reference) > 2 * k * NEIGHBOR_GROUP
-    if grouped:
-        # pad to whole groups with rows that rank last
-        padding = -len(reference) % NEIGHBOR_GROUP
-        reference_norms = torch.nn.functional.pad(reference_norms, (0, padding), value=math.inf)
-        padded_reference = torch.nn.functional.pad(reference, (0, 0, 0, padding))
-    else:
-        padded_reference = reference
-    distances = torch.zeros(len(queries), device=queries.device)
-    # one buffer for every block's distances instead of a fresh 2 MB block per 128 rows
-    # (5-10% of the search's time on the CPU, measured)
-    buffer = queries.new_empty((min(NEIGHBOR_QUERY_ROWS, len(queries)), len(reference_norms)))
-    for start in range(0, n_valid, NEIGHBOR_QUERY_ROWS):
-        chunk = queries[start : start + NEIGHBOR_QUERY_ROWS]
-        # |q - r|^2 = |q|^2 - 2 q.r + |r|^2 ranks the neighbours with one matrix product
-        # (|q|^2 is the same for every r of a row, so it is left out of the ranking). The
-        # expansion cancels digits when q and r are close, so the chosen neighbours'
-        # distances are then measured directly: a score does not depend on rounding.
-        ranking = buffer[: len(chunk)]
-        torch.addmm(reference_norms, chunk, padded_reference.T, alpha=-2, out=ranking)
-        if grouped:
-            nearest = _nearest_by_groups(ranking, k)
-        else:
-            nearest = ranking.topk(k, dim=1, largest=False).indices
-        direct = (chunk.unsqueeze(1) - reference[nearest]).norm(dim=2)
-        distances[start : start + len(chunk)] = direct.mean(dim=1)
-    return distances
-
-
-def _nearest_by_groups(ranking: torch.Tensor, k: int) -> torch.Tensor:
-    """The columns of the ``k`` smallest values of each row, found in two cheap stages.
-
-    The columns split into groups of :data:`NEIGHBOR_GROUP`. Each of a row's ``k``
-    smallest values lies in a group whose minimum is at most the ``k``-th smallest value,
-    and at most ``k`` groups have such a minimum: so the ``k`` smallest values lie in the
-    ``k`` groups of smallest minima, and a top-k over those few candidates finds them.
-    """
-    rows = len(ranking)
-    by_group = ranking.view(rows, -1, NEIGHBOR_GROUP)
-    groups = by_group.amin(dim=2).topk(k, dim=1, largest=False).indices
-    offsets = torch.arange(NEIGHBOR_GROUP, device=ranking.device)
-    candidates = (groups.unsqueeze(2) * NEIGHBOR_GROUP + offsets).view(rows, -1)
-    chosen = ranking.gather(1, candidates).topk(k, dim=1, largest=False).indices
-    return candidates.gather(1, chosen)
-
-
 def with_known_anomalies(
     normal_distance: torch.Tensor,
     joint: torch.Tensor,
-    anomalies: torch.Tensor,
+    anomalies: NeighborSearch,
     n_valid: int | None = None,
 ) -> torch.Tensor:
     """The neighbors component of a model that knows some anomalies: the mean distance
     ``d`` to the nearest normal rows, multiplied by ``d / a`` where that is above 1, ``a``
-    being the distance to the nearest known anomaly. A row closer to a known anomaly than
-    to its normal neighbours scores higher the closer it is (up to
-    :data:`KNOWN_ANOMALY_CAP` times); every other row keeps its score."""
-    nearest_anomaly = mean_neighbor_distance(joint, anomalies, 1, n_valid)
+    being the distance to the nearest known anomaly (``anomalies`` searches them with
+    ``k=1``). A row closer to a known anomaly than to its normal neighbours scores higher
+    the closer it is (up to :data:`KNOWN_ANOMALY_CAP` times); every other row keeps its
+    score."""
+    nearest_anomaly = anomalies.mean_distance(joint, n_valid)
     ratio = normal_distance / nearest_anomaly.clamp(min=1e-12)
     return normal_distance * ratio.clamp(min=1.0, max=KNOWN_ANOMALY_CAP)
 
@@ -185,6 +121,11 @@ def raw_components(
     names = available_components(module, prior)
     out = {name: np.empty(len(rows), dtype=np.float64) for name in names}
     module.eval()
+    normal_search = anomaly_search = None
+    if "neighbors" in out:
+        normal_search = NeighborSearch(module.reference, n_neighbors)
+        if module.anomaly_reference is not None:
+            anomaly_search = NeighborSearch(module.anomaly_reference, 1)
 
     def work(where: slice, batch: torch.Tensor) -> None:
         x = module.scale_input(batch)
@@ -204,18 +145,13 @@ def raw_components(
                 nan=DENSITY_CAP, posinf=DENSITY_CAP
             ).clamp(max=DENSITY_CAP)
         m = where.stop - where.start
-        if "neighbors" in out and module.anomaly_reference is None:
-            values["neighbors"] = mean_neighbor_distance(
-                module.joint_coordinates(x, z, output), module.reference, n_neighbors, m
-            )
-        elif "neighbors" in out:
+        if "neighbors" in out:
             joint = module.joint_coordinates(x, z, output)
-            values["neighbors"] = with_known_anomalies(
-                mean_neighbor_distance(joint, module.reference, n_neighbors, m),
-                joint,
-                module.anomaly_reference,
-                m,
-            )
+            values["neighbors"] = normal_search.mean_distance(joint, m)
+            if anomaly_search is not None:
+                values["neighbors"] = with_known_anomalies(
+                    values["neighbors"], joint, anomaly_search, m
+                )
         for name in names:
             out[name][where] = values[name][:m].cpu().numpy()  # float32 -> 64: exact
 

@@ -1,0 +1,143 @@
+"""Exact k-nearest-neighbour search against a fixed reference set, for the ``neighbors``
+score component (see :mod:`aae_anomaly.scoring`).
+
+The search is brute force: in the (code, residual) coordinates the distances concentrate,
+so bounds that prune whole regions (trees, clusters) would skip little. What makes it fast
+is doing the brute force in few, large passes:
+
+1. one matrix product per block of query rows ranks every reference row;
+2. the ``k`` smallest of the 4,096 ranking values of a row are found in three narrowing
+   stages (:meth:`NeighborSearch.nearest`) instead of one top-k over all of them;
+3. the chosen neighbours' distances are then measured directly.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import torch
+
+# Query rows per ranking product: a divisor of the scoring batch size, so that every row's
+# ranking comes from identically shaped products (a row's score then does not depend on
+# which rows it is scored with). 512 measured fastest here: 128 and 256 pay more per-call
+# overhead in the selection, 1,024 and more no longer gain.
+QUERY_BLOCK_ROWS = 512
+# Reference rows per group, and rows per subgroup inside a candidate group (see nearest).
+GROUP = 64
+SUBGROUP = 8
+
+
+class NeighborSearch:
+    """Mean Euclidean distance from query rows to their ``k`` nearest ``reference`` rows.
+
+    Made once per scoring call (it holds a transposed, augmented copy of the reference);
+    :meth:`mean_distance` may be called from several threads at once.
+    """
+
+    def __init__(self, reference: torch.Tensor, k: int):
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if not len(reference):
+            raise ValueError("the reference set is empty")
+        self.reference = reference
+        self.k = min(k, len(reference))
+        self.grouped = len(reference) > 2 * self.k * GROUP
+        # [q, 1] . [-2 r, |r|^2] = |q - r|^2 - |q|^2: one product with no separate pass to
+        # add the norms ranks the reference rows for a query (|q|^2 is the same for all).
+        ranking_rows = torch.cat([-2 * reference, reference.square().sum(dim=1, keepdim=True)], 1)
+        if self.grouped:
+            # pad to whole groups with rows that rank last
+            padding = -len(reference) % GROUP
+            ranking_rows = torch.nn.functional.pad(ranking_rows, (0, 0, 0, padding))
+            ranking_rows[len(reference) :, -1] = math.inf
+        self._ranking_reference = ranking_rows.T.contiguous()
+        self._buffers = threading.local()
+
+    def mean_distance(self, queries: torch.Tensor, n_valid: int | None = None) -> torch.Tensor:
+        """One value per query row. Rows from ``n_valid`` on are padding: blocks holding
+        nothing else are skipped (their values are left at zero), which keeps a call for a
+        few rows cheap."""
+        n_valid = len(queries) if n_valid is None else n_valid
+        distances = torch.zeros(len(queries), device=queries.device)
+        augmented, ranking = self._block_buffers(queries)
+        for start in range(0, n_valid, QUERY_BLOCK_ROWS):
+            chunk = queries[start : start + QUERY_BLOCK_ROWS]
+            rows = len(chunk)
+            augmented[:rows, :-1] = chunk
+            torch.mm(augmented[:rows], self._ranking_reference, out=ranking[:rows])
+            nearest = self.nearest(ranking[:rows])
+            # The ranking expansion cancels digits when q and r are close, so the chosen
+            # neighbours' distances are measured directly: a score does not depend on its
+            # rounding. Sorted first, so the mean adds them in one order however they were
+            # selected.
+            difference = self.reference.index_select(0, nearest.view(-1)).view(rows, self.k, -1)
+            direct = torch.linalg.vector_norm(difference.sub_(chunk.unsqueeze(1)), dim=2)
+            distances[start : start + rows] = direct.sort(dim=1).values.mean(dim=1)
+        return distances
+
+    def nearest(self, ranking: torch.Tensor) -> torch.Tensor:
+        """The columns of the ``k`` smallest values of each row of ``ranking``.
+
+        A top-k over thousands of values per row costs more than the product that made
+        them, so the search narrows in stages. The columns split into groups of
+        :data:`GROUP`. Each of a row's ``k`` smallest values lies in a group whose minimum
+        is at most the ``k``-th smallest value, and at most ``k`` groups have a minimum
+        below it: so the ``k`` groups of smallest minima hold the ``k`` smallest values
+        (with ties, the same values). The same argument, on subgroups of :data:`SUBGROUP`
+        columns of those candidates, narrows them to ``k * SUBGROUP`` values, and a last
+        selection picks the ``k``.
+        """
+        if not self.grouped:
+            return _smallest(ranking, self.k)
+        k, rows = self.k, len(ranking)
+        by_group = ranking.view(rows, -1, GROUP)
+        groups = _smallest(by_group.amin(dim=2), k)
+        by_subgroup = _pick(by_group, groups).view(rows, -1, SUBGROUP)
+        subgroups = _smallest(by_subgroup.amin(dim=2), k)
+        chosen = _smallest(_pick(by_subgroup, subgroups).view(rows, -1), k)
+        # back from positions among the candidates to columns of ranking
+        among_groups = subgroups.gather(1, chosen // SUBGROUP) * SUBGROUP + chosen % SUBGROUP
+        return groups.gather(1, among_groups // GROUP) * GROUP + among_groups % GROUP
+
+    def _block_buffers(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This thread's reused query and ranking blocks (a fresh 8 MB ranking block per
+        block of queries costs page faults, measured at 5-10% of the search)."""
+        key = (queries.device, queries.dtype, queries.shape[1])
+        buffers = getattr(self._buffers, "blocks", None)
+        if buffers is None or buffers[0] != key:
+            rows = QUERY_BLOCK_ROWS
+            augmented = queries.new_ones((rows, queries.shape[1] + 1))
+            ranking = queries.new_empty((rows, self._ranking_reference.shape[1]))
+            buffers = self._buffers.blocks = (key, augmented, ranking)
+        return buffers[1], buffers[2]
+
+
+def _pick(blocks: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """``blocks[i, which[i, j]]`` for every row ``i`` of ``blocks`` (rows, blocks, width):
+    one row gather (``index_select`` measured 5-10x faster than advanced indexing here)."""
+    rows, n_blocks, width = blocks.shape
+    first = torch.arange(0, rows * n_blocks, n_blocks, device=blocks.device).unsqueeze(1)
+    flat = (first + which.to(blocks.device)).view(-1)
+    return blocks.reshape(-1, width).index_select(0, flat).view(rows, -1, width)
+
+
+def _smallest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Columns of the ``k`` smallest values of each row, in no particular order.
+
+    On the CPU, NumPy's introselect: three times faster than ``torch.topk`` for rows of
+    64 values here (0.86 against 2.5 ms for 4,096 rows, one thread).
+    """
+    if values.device.type == "cpu":
+        return _smallest_by_numpy(values, k)
+    return _smallest_by_topk(values, k)
+
+
+def _smallest_by_numpy(values: torch.Tensor, k: int) -> torch.Tensor:
+    selected = np.argpartition(values.numpy(), k - 1, axis=1)[:, :k]
+    return torch.from_numpy(np.ascontiguousarray(selected))
+
+
+def _smallest_by_topk(values: torch.Tensor, k: int) -> torch.Tensor:
+    return values.topk(k, dim=1, largest=False, sorted=False).indices
