@@ -313,7 +313,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 calibration_scores = self.calibration_.combine(calibration_components)
                 self.offset_ = -float(np.quantile(calibration_scores, AUTO_QUANTILE))
             else:
-                scores = self.calibration_.combine(self._raw_components(X))
+                scores = self.calibration_.combine(
+                    self._raw_components(X, wanted=self.calibration_.weighted())
+                )
                 self.offset_ = float(np.percentile(-scores, 100.0 * self.contamination))
         return self
 
@@ -600,12 +602,12 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         )
 
     def _raw_components(
-        self, rows: np.ndarray, classes=None, chosen_classes=None
+        self, rows: np.ndarray, classes=None, chosen_classes=None, wanted=None
     ) -> dict[str, np.ndarray]:
         with flush_denormals(), compute_threads(self.module_, self.device_) as workers:
             return raw_components(
                 self.module_, self.prior_, rows, SCORING_BATCH_SIZE, self.device_, workers,
-                self.n_neighbors, classes, chosen_classes,
+                self.n_neighbors, classes, chosen_classes, wanted,
             )
 
     def _class_indices(self, classes, n_rows: int) -> np.ndarray | None:
@@ -645,7 +647,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         ``classes``: for a model fitted with classes, each row's class (else each row is
         scored in the region of its best-matching class)."""
         rows = self._validated_rows(X)
-        components = self._raw_components(rows, self._class_indices(classes, len(rows)))
+        components = self._raw_components(
+            rows, self._class_indices(classes, len(rows)), wanted=self.calibration_.weighted()
+        )
         return -self._finite_scores(self.calibration_.combine(components), "scores")
 
     def decision_function(self, X, *, classes=None) -> np.ndarray:

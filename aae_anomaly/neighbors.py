@@ -53,6 +53,10 @@ class NeighborSearch:
             ranking_rows = torch.nn.functional.pad(ranking_rows, (0, 0, 0, padding))
             ranking_rows[len(reference) :, -1] = math.inf
         self._ranking_reference = ranking_rows.T.contiguous()
+        # the columns of ranking that each group holds
+        self._group_columns = torch.arange(len(ranking_rows), device=reference.device)
+        if self.grouped:
+            self._group_columns = self._group_columns.view(-1, GROUP)
         self._buffers = threading.local()
 
     def mean_distance(self, queries: torch.Tensor, n_valid: int | None = None) -> torch.Tensor:
@@ -94,12 +98,15 @@ class NeighborSearch:
         k, rows = self.k, len(ranking)
         by_group = ranking.view(rows, -1, GROUP)
         groups = _smallest(by_group.amin(dim=2), k)
-        by_subgroup = _pick(by_group, groups).view(rows, -1, SUBGROUP)
-        subgroups = _smallest(by_subgroup.amin(dim=2), k)
-        chosen = _smallest(_pick(by_subgroup, subgroups).view(rows, -1), k)
-        # back from positions among the candidates to columns of ranking
-        among_groups = subgroups.gather(1, chosen // SUBGROUP) * SUBGROUP + chosen % SUBGROUP
-        return groups.gather(1, among_groups // GROUP) * GROUP + among_groups % GROUP
+        in_groups = _flat_rows(groups, by_group.shape[1])
+        # the candidates' values, and their columns of ranking, gathered side by side
+        values = by_group.reshape(-1, GROUP).index_select(0, in_groups).view(rows, -1, SUBGROUP)
+        columns = self._group_columns.index_select(0, groups.view(-1)).view(-1, SUBGROUP)
+        subgroups = _smallest(values.amin(dim=2), k)
+        in_subgroups = _flat_rows(subgroups, values.shape[1])
+        values = values.view(-1, SUBGROUP).index_select(0, in_subgroups).view(rows, -1)
+        columns = columns.index_select(0, in_subgroups).view(rows, -1)
+        return columns.gather(1, _smallest(values, k))
 
     def _block_buffers(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """This thread's reused query and ranking blocks (a fresh 8 MB ranking block per
@@ -114,13 +121,12 @@ class NeighborSearch:
         return buffers[1], buffers[2]
 
 
-def _pick(blocks: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
-    """``blocks[i, which[i, j]]`` for every row ``i`` of ``blocks`` (rows, blocks, width):
-    one row gather (``index_select`` measured 5-10x faster than advanced indexing here)."""
-    rows, n_blocks, width = blocks.shape
-    first = torch.arange(0, rows * n_blocks, n_blocks, device=blocks.device).unsqueeze(1)
-    flat = (first + which.to(blocks.device)).view(-1)
-    return blocks.reshape(-1, width).index_select(0, flat).view(rows, -1, width)
+def _flat_rows(which: torch.Tensor, n_blocks: int) -> torch.Tensor:
+    """Rows of a ``(rows * n_blocks, width)`` view that hold block ``which[i, j]`` of row
+    ``i``: one ``index_select`` then gathers them (5-10x faster than advanced indexing of
+    the 3-D view, measured here)."""
+    first = torch.arange(0, len(which) * n_blocks, n_blocks, device=which.device)
+    return (first.unsqueeze(1) + which).view(-1)
 
 
 def _smallest(values: torch.Tensor, k: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ row look anomalous. The combined score is the weighted mean of the normalized co
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,9 +110,11 @@ def raw_components(
     n_neighbors: int = 5,
     classes: np.ndarray | None = None,
     chosen_classes: np.ndarray | None = None,
+    wanted: Iterable[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Each component for each row of ``rows`` (flat, in the user's units); ``workers``
     batches at a time on the CPU (see :func:`~aae_anomaly.engine.inference.for_each_batch`).
+    ``wanted`` limits the work to those components (a score needs only the weighted ones).
 
     For a label-conditioned model (``module.n_classes > 0``), the class-dependent
     components use each row's class index from ``classes``, or else its best-matching
@@ -119,6 +122,8 @@ def raw_components(
     the class index each row used.
     """
     names = available_components(module, prior)
+    if wanted is not None:
+        names = tuple(name for name in names if name in set(wanted))
     out = {name: np.empty(len(rows), dtype=np.float64) for name in names}
     module.eval()
     normal_search = anomaly_search = None
@@ -131,13 +136,17 @@ def raw_components(
         x = module.scale_input(batch)
         z = module.encode(x)
         output = module.decode(z)
-        values = {"reconstruction": per_sample_reconstruction_error(output, x, module.loss)}
+        values = {}
+        if "reconstruction" in out:
+            values["reconstruction"] = per_sample_reconstruction_error(output, x, module.loss)
         if module.n_classes:
+            # every row's class is chosen, and reported, whichever components are wanted
             values.update(
                 _conditioned(module, prior, z, where, classes, chosen_classes, "density" in out)
             )
         else:
-            values["discriminator"] = -module.discriminator(z)
+            if "discriminator" in out:
+                values["discriminator"] = -module.discriminator(z)
             if "density" in out:
                 values["density"] = -prior.log_prob(z)
         if "density" in out:
@@ -214,11 +223,18 @@ class ScoreCalibration:
             for name in self.center
         }
 
+    def weighted(self) -> tuple[str, ...]:
+        """The components the combined score is made of (those with a positive weight)."""
+        return tuple(name for name in self.center if self.weights[name] > 0)
+
     def combine(self, components: dict[str, np.ndarray]) -> np.ndarray:
-        """The combined anomaly score: larger means more anomalous."""
-        normalized = self.normalize(components)
+        """The combined anomaly score: larger means more anomalous. Reads only the
+        :meth:`weighted` components."""
         total_weight = sum(self.weights.values())
-        score = sum(self.weights[name] * normalized[name] for name in normalized)
+        score = sum(
+            self.weights[name] * (components[name] - self.center[name]) / self.spread[name]
+            for name in self.weighted()
+        )
         return score / total_weight
 
     def to_dict(self) -> dict[str, dict[str, float]]:

@@ -72,6 +72,31 @@ def test_score_components_are_per_sample_and_combine_into_the_score(small_rows):
     np.testing.assert_allclose(components["score"], -detector.score_samples(small_rows[:10]))
 
 
+@pytest.mark.parametrize(
+    "weights", [None, {"reconstruction": 1.0, "density": 0.5}, {"discriminator": 2.0}]
+)
+def test_scores_compute_only_the_weighted_components_and_equal_the_full_combination(
+    small_rows, weights, monkeypatch
+):
+    from aae_anomaly import scoring
+
+    detector = AAEDetector(epochs=2, random_state=0, score_weights=weights).fit(small_rows)
+    full = detector.score_components(small_rows)
+    computed = []
+    real = scoring.raw_components
+
+    def recording(*args, **kwargs):
+        result = real(*args, **kwargs)
+        computed.append(set(result))
+        return result
+
+    monkeypatch.setattr("aae_anomaly.estimator.raw_components", recording)
+    scores = -detector.score_samples(small_rows)
+    weighted = {name for name, w in detector.calibration_.weights.items() if w > 0}
+    assert computed == [weighted]
+    np.testing.assert_array_equal(scores, full["score"])
+
+
 def test_priors_without_density_score_without_that_component(small_rows):
     detector = AAEDetector(prior="swiss_roll", latent_dim=2, epochs=2, random_state=0)
     components = detector.fit(small_rows).score_components(small_rows)
