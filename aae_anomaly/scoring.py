@@ -182,12 +182,21 @@ def _conditioned(module, prior, z, where, classes, chosen_classes, with_density)
     return values
 
 
-def scoring_flops_per_row(module: AAEModule) -> int:
-    """Floating-point operations to score one row: the three networks' forward passes and,
-    when the neighbors component is on, the matrix product of the neighbour search (the
-    direct distances to the k chosen neighbours add a negligible k * width more)."""
-    n_reference, width = module.reference.shape
-    return forward_flops_per_row(module) + 2 * n_reference * width
+def scoring_flops_per_row(module: AAEModule, components: Iterable[str] | None = None) -> int:
+    """Floating-point operations to score one row for ``components`` (default: every
+    component; a score computes only its weighted ones, ``ScoreCalibration.weighted``):
+    the encoder and decoder; the discriminator when its component is computed (a
+    label-conditioned model always runs it, to choose each row's class); and, for the
+    neighbors component, the search's ranking product against the reference rows, with its
+    extra column for the norms (the direct distances to the k chosen neighbours add a
+    negligible k * width more)."""
+    names = set(COMPONENTS if components is None else components)
+    with_discriminator = "discriminator" in names or module.n_classes > 0
+    flops = forward_flops_per_row(module, with_discriminator)
+    if "neighbors" in names and len(module.reference):
+        n_reference, width = module.reference.shape
+        flops += 2 * n_reference * (width + 1)
+    return flops
 
 
 @dataclass

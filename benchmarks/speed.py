@@ -12,10 +12,11 @@ its peak memory is its own. In one run, on one machine, it measures:
 - the peak resident memory added while training and while scoring, the latter divided by
   the size of the input array (the kernel's high-water mark is reset between phases);
 - the machine's limit: float32 FLOP/s of one large ``torch.mm``, best of several, with
-  torch's default threads; scoring's fraction of it counts the matrix products of our
-  encoder, decoder and discriminator (torch's FLOP counter, two per multiply-add;
-  element-wise work not counted) plus the neighbour search's matrix product against the
-  reference set (``aae_anomaly.scoring.scoring_flops_per_row``).
+  torch's default threads; scoring's fraction of it counts the matrix products that
+  ``score_samples`` runs: our encoder and decoder (and the discriminator, when its
+  component has a weight; torch's FLOP counter, two per multiply-add; element-wise work
+  not counted) plus the neighbour search's matrix product against the reference set
+  (``aae_anomaly.scoring.scoring_flops_per_row``).
 
 It prints a Markdown report and writes it to ``--output``. Needs the ``bench`` extra:
 ``pip install -e '.[bench]'``.
@@ -116,7 +117,10 @@ def worker(job: dict) -> dict:
             estimator.Trainer = untimed
         result["train_rows"] = timed["rows"]
         result["epoch_seconds"] = timed["seconds"] / epochs
-        result["flops_per_row"] = scoring_flops_per_row(detector.module_)
+        # what score_samples runs: the networks and search its weighted components need
+        result["flops_per_row"] = scoring_flops_per_row(
+            detector.module_, detector.calibration_.weighted()
+        )
         score = detector.score_samples
         tiny = rows[:1]
         score(tiny)
@@ -306,9 +310,11 @@ def report(args, info: dict, limit: float, results: list[dict], notes: list[str]
     lines += [
         "",
         "Targets: ours / PyOD >= 3; ours / limit >= 30% on 1,000,000 rows. FLOP/row counts "
-        "the encoder, decoder and discriminator forward passes (all three run when "
-        "scoring) and the neighbors component's matrix product against its reference set "
-        "(2 x reference rows x (latent + features)).",
+        "the matrix products `score_samples` runs: the encoder's and decoder's forward "
+        "passes (the discriminator's too where its component has a weight; with the "
+        "default weights it has none, so it is not run) and the neighbors component's "
+        "ranking product against its reference set (2 x reference rows x (latent + "
+        "features + 1), the extra column carrying the reference norms).",
         "",
         "## Peak memory",
         "",

@@ -69,6 +69,7 @@ def test_flops_per_row_count_every_matrix_product_of_the_three_networks(rows):
     decoder = 8 * 32 + 32 * 64 + 64 * 32
     discriminator = 8 * 64 + 64 * 64 + 64 * 1
     assert forward_flops_per_row(detector.module_) == 2 * (encoder + decoder + discriminator)
+    assert forward_flops_per_row(detector.module_, discriminator=False) == 2 * (encoder + decoder)
 
 
 def test_small_networks_run_on_one_thread_and_the_setting_comes_back(fitted):
@@ -157,8 +158,15 @@ def test_scoring_flops_add_the_neighbour_search_to_the_networks():
 
     rows = np.random.default_rng(0).normal(size=(60, 6))
     detector = AAEDetector(epochs=1, random_state=0).fit(rows)
-    n_reference, width = detector.module_.reference.shape
+    module = detector.module_
+    n_reference, width = module.reference.shape
     assert (n_reference, width) == (54, 3 + 6)
-    assert scoring_flops_per_row(detector.module_) == (
-        forward_flops_per_row(detector.module_) + 2 * 54 * 9
-    )
+    search = 2 * 54 * (9 + 1)  # the ranking product has a column for the norms
+    assert scoring_flops_per_row(module) == forward_flops_per_row(module) + search
+    # the default score weighs the neighbors component alone: no discriminator pass
+    weighted = detector.calibration_.weighted()
+    assert weighted == ("neighbors",)
+    autoencoder = forward_flops_per_row(module, discriminator=False)
+    assert 0 < autoencoder < forward_flops_per_row(module)
+    assert scoring_flops_per_row(module, weighted) == autoencoder + search
+    assert scoring_flops_per_row(module, ("reconstruction",)) == autoencoder

@@ -112,12 +112,14 @@ class AAEModule(ScaledInput, nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def probe(self, x: torch.Tensor) -> None:
-        """Run every network once on scaled inputs ``x`` (for counting FLOPs)."""
+    def probe(self, x: torch.Tensor, discriminator: bool = True) -> None:
+        """Run every network once on scaled inputs ``x`` (for counting FLOPs); the encoder
+        and decoder only with ``discriminator=False``."""
         z = self.encode(x)
         self.decode(z)
-        # a label-conditioned discriminator also reads a one-hot class vector
-        self.discriminator(torch.cat([z, z.new_zeros(len(z), self.n_classes)], dim=1))
+        if discriminator:
+            # a label-conditioned discriminator also reads a one-hot class vector
+            self.discriminator(torch.cat([z, z.new_zeros(len(z), self.n_classes)], dim=1))
 
     def joint_coordinates(
         self, x: torch.Tensor, z: torch.Tensor, output: torch.Tensor

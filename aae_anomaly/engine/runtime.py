@@ -69,20 +69,21 @@ SMALL_NETWORK_FLOPS = 1_000_000
 _FLOPS_PER_ROW: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def forward_flops_per_row(module) -> int:
-    """Floating-point operations to score one row: one pass of every network (the
-    module's ``probe``).
+def forward_flops_per_row(module, discriminator: bool = True) -> int:
+    """Floating-point operations to run one row through every network (the module's
+    ``probe``), or through the encoder and decoder only with ``discriminator=False``.
 
     Counted by torch's FLOP counter on one row (matrix products and convolutions, two per
     multiply-add); element-wise work such as activations and the loss is not counted.
-    Counting takes milliseconds, so the count is kept for as long as the module lives.
+    Counting takes milliseconds, so the counts are kept for as long as the module lives.
     """
-    if module not in _FLOPS_PER_ROW:
-        _FLOPS_PER_ROW[module] = _count_flops_per_row(module)
-    return _FLOPS_PER_ROW[module]
+    counts = _FLOPS_PER_ROW.setdefault(module, {})
+    if discriminator not in counts:
+        counts[discriminator] = _count_flops_per_row(module, discriminator)
+    return counts[discriminator]
 
 
-def _count_flops_per_row(module) -> int:
+def _count_flops_per_row(module, discriminator: bool) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     parameter = next(module.parameters())
@@ -92,7 +93,7 @@ def _count_flops_per_row(module) -> int:
     module.eval()  # batch norm layers would refuse one row in training mode
     try:
         with torch.inference_mode(), counter:
-            module.probe(x)
+            module.probe(x, discriminator)
     finally:
         module.train(was_training)
     return int(counter.get_total_flops())
