@@ -136,6 +136,7 @@ def test_neighbour_distances_equal_a_brute_force_search(
     expected = exact.topk(min(k, n_reference), dim=1, largest=False).values.mean(dim=1)
     # the CPU selects with NumPy, other devices with torch.topk: check both ways here
     for select in (neighbors._smallest_by_numpy, neighbors._smallest_by_topk):
-        with unittest.mock.patch.object(neighbors, "_smallest", select):
+        choose = lambda device, select=select: select  # noqa: E731
+        with unittest.mock.patch.object(neighbors, "_selection_for", choose):
             found = neighbors.NeighborSearch(reference, k).mean_distance(queries)
         torch.testing.assert_close(found.double(), expected, rtol=1e-5, atol=1e-5)
