@@ -162,6 +162,15 @@ def test_one_cluster_holds_every_row():
     np.testing.assert_allclose(model.cluster_probabilities(X), 1.0)
 
 
+def test_flop_count_covers_the_discriminators_only_when_asked():
+    from aae_anomaly.engine.runtime import forward_flops_per_row
+
+    X, _ = blobs(n=40)
+    module = AAEClustering(n_clusters=3, epochs=1, random_state=0).fit(X).module_
+    autoencoder = forward_flops_per_row(module, discriminator=False)
+    assert 0 < autoencoder < forward_flops_per_row(module)
+
+
 @pytest.mark.parametrize("n_clusters", [0, -3, 2.5, True])
 def test_clustering_needs_a_positive_number_of_clusters(n_clusters):
     X, _ = blobs(n=40)

@@ -95,11 +95,14 @@ class CategoricalAAEModule(ScaledInput, nn.Module):
         """Decoder output for class vectors ``(n, n_categories)`` and styles."""
         return self.decoder(torch.cat([category, style], dim=1))
 
-    def probe(self, x: torch.Tensor) -> None:
-        """Run every network once on scaled inputs ``x`` (for counting FLOPs)."""
+    def probe(self, x: torch.Tensor, discriminator: bool = True) -> None:
+        """Run every network once on scaled inputs ``x`` (for counting FLOPs); the encoder
+        and decoder only with ``discriminator=False``."""
         logits, style = self.encode(x)
         category = style.new_zeros(len(x), self.n_categories)
         self.decode(category, style)
+        if not discriminator:
+            return
         self.style_discriminator(style)
         if self.category_discriminator is not None:
             self.category_discriminator(category)
