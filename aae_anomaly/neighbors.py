@@ -53,10 +53,10 @@ class NeighborSearch:
             ranking_rows = torch.nn.functional.pad(ranking_rows, (0, 0, 0, padding))
             ranking_rows[len(reference) :, -1] = math.inf
         self._ranking_reference = ranking_rows.T.contiguous()
-        # the columns of ranking that each group holds
-        self._group_columns = torch.arange(len(ranking_rows), device=reference.device)
         if self.grouped:
-            self._group_columns = self._group_columns.view(-1, GROUP)
+            # the columns of ranking that each group holds
+            columns = torch.arange(len(ranking_rows), device=reference.device)
+            self._group_columns = columns.view(-1, GROUP)
         self._smallest = _selection_for(reference.device)
         self._buffers = threading.local()
 
@@ -118,10 +118,8 @@ class NeighborSearch:
         advanced indexing of the 3-D view, measured here). Made once per shape and thread."""
         starts = self._buffers.__dict__.setdefault("starts", {})
         if (rows, n_blocks) not in starts:
-            device = self._group_columns.device
-            starts[rows, n_blocks] = torch.arange(0, rows * n_blocks, n_blocks, device=device)[
-                :, None
-            ]
+            first = torch.arange(0, rows * n_blocks, n_blocks, device=self.reference.device)
+            starts[rows, n_blocks] = first.unsqueeze(1)
         return starts[rows, n_blocks]
 
     def _block_buffers(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
