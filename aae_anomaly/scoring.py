@@ -123,7 +123,8 @@ def raw_components(
     """
     names = available_components(module, prior)
     if wanted is not None:
-        names = tuple(name for name in names if name in set(wanted))
+        wanted = set(wanted)
+        names = tuple(name for name in names if name in wanted)
     out = {name: np.empty(len(rows), dtype=np.float64) for name in names}
     module.eval()
     normal_search = anomaly_search = None
@@ -226,10 +227,13 @@ class ScoreCalibration:
             weights = {name: 1.0 for name in components}
         return cls(center, spread, {name: float(weights.get(name, 0.0)) for name in components})
 
-    def normalize(self, components: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def normalize(
+        self, components: dict[str, np.ndarray], names: Iterable[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Robust z-scores of ``components`` (of ``names``; default: every calibrated one)."""
         return {
             name: (components[name] - self.center[name]) / self.spread[name]
-            for name in self.center
+            for name in (self.center if names is None else names)
         }
 
     def weighted(self) -> tuple[str, ...]:
@@ -239,11 +243,9 @@ class ScoreCalibration:
     def combine(self, components: dict[str, np.ndarray]) -> np.ndarray:
         """The combined anomaly score: larger means more anomalous. Reads only the
         :meth:`weighted` components."""
+        normalized = self.normalize(components, self.weighted())
         total_weight = sum(self.weights.values())
-        score = sum(
-            self.weights[name] * (components[name] - self.center[name]) / self.spread[name]
-            for name in self.weighted()
-        )
+        score = sum(self.weights[name] * normalized[name] for name in normalized)
         return score / total_weight
 
     def to_dict(self) -> dict[str, dict[str, float]]:
