@@ -97,6 +97,19 @@ def test_scores_compute_only_the_weighted_components_and_equal_the_full_combinat
     np.testing.assert_array_equal(scores, full["score"])
 
 
+def test_the_score_is_the_weighted_mean_of_the_normalized_components(small_rows):
+    weights = {"reconstruction": 1.0, "density": 0.3, "neighbors": 1.7}
+    detector = AAEDetector(epochs=2, random_state=0, score_weights=weights).fit(small_rows)
+    components = detector.score_components(small_rows)
+    calibration = detector.calibration_
+    normalized = {
+        name: (components[name] - calibration.center[name]) / calibration.spread[name]
+        for name in weights
+    }
+    expected = sum(weights[name] * normalized[name] for name in weights) / sum(weights.values())
+    np.testing.assert_array_equal(-detector.score_samples(small_rows), expected)
+
+
 def test_priors_without_density_score_without_that_component(small_rows):
     detector = AAEDetector(prior="swiss_roll", latent_dim=2, epochs=2, random_state=0)
     components = detector.fit(small_rows).score_components(small_rows)
