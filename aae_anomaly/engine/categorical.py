@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adam_step import AdamStep
 from .inference import for_each_batch
 from .model import Discriminator, ScaledInput, mean_reconstruction_error
 from .training import EpochTrainer, TrainingConfig, fused_options
@@ -197,7 +196,7 @@ class CategoricalTrainer(EpochTrainer):
             category = torch.softmax(logits, dim=1) if infers else given
             output = module.decode(category, style)
             reconstruction = mean_reconstruction_error(output, x, module.loss)
-            _step(steps["autoencoder"], reconstruction)
+            steps["autoencoder"].step_on(reconstruction)
 
             # 2a. regularization: each discriminator learns prior = real, codes = fake
             targets = torch.cat([torch.ones(m, device=device), torch.zeros(m, device=device)])
@@ -214,7 +213,7 @@ class CategoricalTrainer(EpochTrainer):
                 )
                 discriminator_loss = discriminator_loss + bce(category_logits, targets)
                 correct = (correct + ((category_logits > 0) == targets.bool()).float().mean()) / 2
-            _step(steps["discriminator"], discriminator_loss)
+            steps["discriminator"].step_on(discriminator_loss)
 
             # 2b. regularization: the encoder learns to make the discriminators call its
             # codes real; their weights need no gradient here
@@ -235,7 +234,7 @@ class CategoricalTrainer(EpochTrainer):
                     entropy = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
                     imbalance = math.log(module.n_categories) - entropy
                     generator_loss = generator_loss + config.balance_weight * imbalance
-            _step(steps["generator"], generator_loss)
+            steps["generator"].step_on(generator_loss)
             for discriminator in discriminators:
                 discriminator.requires_grad_(True)
 
@@ -249,7 +248,7 @@ class CategoricalTrainer(EpochTrainer):
                 chosen = labelled[pick]
                 logits, _ = module.encode(self._noisy(x_all[chosen]))
                 classification = nn.functional.cross_entropy(logits, labels[chosen])
-                _step(steps["classifier"], config.label_weight * classification)
+                steps["classifier"].step_on(config.label_weight * classification)
 
             with torch.no_grad():
                 totals.add_(
@@ -265,12 +264,6 @@ class CategoricalTrainer(EpochTrainer):
             values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)]).tolist()
         metrics = dict(zip(HISTORY_KEYS, values[:-1], strict=True))
         return metrics, values[-1] == 1.0
-
-
-def _step(step: AdamStep, loss: torch.Tensor) -> None:
-    step.zero_grad()
-    loss.backward()
-    step.step()
 
 
 def encode_categorical(

@@ -305,9 +305,7 @@ class Trainer(EpochTrainer):
             # 1. reconstruction phase
             z = module.encode(x, generator)
             reconstruction = mean_reconstruction_error(module.decode(z), x, module.loss)
-            autoencoder_opt.zero_grad()
-            reconstruction.backward()
-            autoencoder_opt.step()
+            autoencoder_opt.step_on(reconstruction)
 
             # 2a. regularization: the discriminator learns prior = real, codes = fake
             if classes is None:
@@ -319,9 +317,7 @@ class Trainer(EpochTrainer):
                 logits = discriminator(torch.cat([real, torch.cat([z.detach(), condition], 1)]))
             targets = full_targets if m == batch_size else torch.cat([ones[:m], zeros[:m]])
             discriminator_loss = bce(logits, targets)
-            discriminator_opt.zero_grad()
-            discriminator_loss.backward()
-            discriminator_opt.step()
+            discriminator_opt.step_on(discriminator_loss)
 
             # 2b. regularization: the encoder learns to make D call its codes real.
             # D's weights need no gradient here, so autograd skips them.
@@ -332,9 +328,7 @@ class Trainer(EpochTrainer):
                 code = torch.cat([code, condition], 1)
             generator_logits = discriminator(code)
             generator_loss = bce(generator_logits, ones[:m])
-            generator_opt.zero_grad()
-            generator_loss.backward()
-            generator_opt.step()
+            generator_opt.step_on(generator_loss)
             for p in discriminator_params:
                 p.requires_grad_(True)
 
