@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,25 @@ def fused_options(device: torch.device) -> dict[str, bool]:
     return {"fused": True} if device.type in ("cpu", "cuda") else {}
 
 
+class DiscriminatorTargets:
+    """A discriminator's targets for a batch of ``m`` prior samples ("real", 1) followed by
+    ``m`` codes ("fake", 0), made once per epoch; a short last batch takes slices."""
+
+    def __init__(self, batch_size: int, device: torch.device):
+        self.batch_size = batch_size
+        self.ones = torch.ones(batch_size, device=device)
+        self.zeros = torch.zeros(batch_size, device=device)
+        self.full = torch.cat([self.ones, self.zeros])
+        self.full_real = self.full.bool()
+
+    def for_batch(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``2 m`` targets as floats (for the loss) and as booleans (for accuracy)."""
+        if m == self.batch_size:
+            return self.full, self.full_real
+        targets = torch.cat([self.ones[:m], self.zeros[:m]])
+        return targets, targets.bool()
+
+
 class EpochTrainer:
     """What every AAE fit shares, whatever its networks and phases: the epoch loop, the
     rollback of a diverged epoch with smaller learning rates, the per-epoch history and the
@@ -108,6 +128,7 @@ class EpochTrainer:
         learning rate: reconstruction (encoder and decoder), the discriminator's step and
         the encoder's adversarial step."""
         config = self.config
+        self.discriminator_params = discriminator
         fused = fused_options(device)
         # beta1 = 0.5 is the usual choice for adversarial steps: less momentum, less oscillation
         adversarial = {"betas": (0.5, 0.999), **fused}
@@ -123,6 +144,18 @@ class EpochTrainer:
             "discriminator": config.lr_discriminator,
             "generator": config.lr_generator,
         }
+
+    @contextmanager
+    def _discriminators_frozen(self) -> Iterator[None]:
+        """For the encoder's adversarial step: the discriminators' weights need no gradient
+        there, so autograd skips them."""
+        for p in self.discriminator_params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in self.discriminator_params:
+                p.requires_grad_(True)
 
     def _lean_steps(self) -> dict[str, AdamStep]:
         """A lean step per optimizer, built from the optimizers' current state: called at
@@ -274,7 +307,6 @@ class Trainer(EpochTrainer):
         and the code."""
         module, prior, config, generator = self.module, self.prior, self.config, self.generator
         discriminator = module.discriminator
-        discriminator_params = list(discriminator.parameters())
         steps = self._lean_steps()
         autoencoder_opt, discriminator_opt, generator_opt = (steps[name] for name in OPTIMIZERS)
         bce = nn.functional.binary_cross_entropy_with_logits
@@ -282,12 +314,7 @@ class Trainer(EpochTrainer):
         n = len(x_all)
         batch_size = max(1, min(config.batch_size, n))
         device = x_all.device
-        # the discriminator's targets, made once: batch_size ones (prior samples, "real"),
-        # then batch_size zeros (codes, "fake"); a short last batch takes a slice of each
-        ones = torch.ones(batch_size, device=device)
-        zeros = torch.zeros(batch_size, device=device)
-        full_targets = torch.cat([ones, zeros])
-        real_targets = full_targets.bool()
+        discriminator_targets = DiscriminatorTargets(batch_size, device)
 
         totals = torch.zeros(4, device=device)
         order = torch.randperm(n, generator=generator, device=device)
@@ -315,25 +342,20 @@ class Trainer(EpochTrainer):
                 real = prior.sample(m, generator, labels=batch_classes)
                 real = torch.cat([real, condition], 1)
                 logits = discriminator(torch.cat([real, torch.cat([z.detach(), condition], 1)]))
-            targets = full_targets if m == batch_size else torch.cat([ones[:m], zeros[:m]])
+            targets, is_real = discriminator_targets.for_batch(m)
             discriminator_loss = bce(logits, targets)
             discriminator_opt.step_on(discriminator_loss)
 
-            # 2b. regularization: the encoder learns to make D call its codes real.
-            # D's weights need no gradient here, so autograd skips them.
-            for p in discriminator_params:
-                p.requires_grad_(False)
-            code = module.encode(x, generator)
-            if classes is not None:
-                code = torch.cat([code, condition], 1)
-            generator_logits = discriminator(code)
-            generator_loss = bce(generator_logits, ones[:m])
-            generator_opt.step_on(generator_loss)
-            for p in discriminator_params:
-                p.requires_grad_(True)
+            # 2b. regularization: the encoder learns to make D call its codes real
+            with self._discriminators_frozen():
+                code = module.encode(x, generator)
+                if classes is not None:
+                    code = torch.cat([code, condition], 1)
+                generator_logits = discriminator(code)
+                generator_loss = bce(generator_logits, discriminator_targets.ones[:m])
+                generator_opt.step_on(generator_loss)
 
             with torch.no_grad():
-                is_real = real_targets if m == batch_size else targets.bool()
                 accuracy = (logits > 0).eq_(is_real).float().mean()
                 totals.add_(
                     torch.stack([reconstruction, discriminator_loss, generator_loss, accuracy]),
