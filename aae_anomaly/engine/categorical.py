@@ -252,15 +252,11 @@ class CategoricalTrainer(EpochTrainer):
                     torch.stack([
                         reconstruction, discriminator_loss, generator_loss, classification,
                         correct,
-                    ]).detach(),
+                    ]),
                     alpha=m,
                 )
 
-        with torch.no_grad():
-            finite = torch.stack([p.isfinite().all() for p in module.parameters()]).all()
-            values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)]).tolist()
-        metrics = dict(zip(HISTORY_KEYS, values[:-1], strict=True))
-        return metrics, values[-1] == 1.0
+        return self._epoch_result(totals, n)
 
 
 def encode_categorical(

@@ -37,10 +37,11 @@ from .adam_step import AdamStep
 from .model import AAEModule, mean_reconstruction_error
 
 HISTORY_KEYS = ("reconstruction", "discriminator", "generator", "discriminator_accuracy")
-# Per-epoch entries beyond the losses: the factor the learning rates were cut by after
-# divergence (1.0 when they never were), and 1.0 where the discriminator has overpowered
-# the encoder (accuracy above OVERPOWERED_ACCURACY for the last OVERPOWERED_EPOCHS epochs).
-RECORD_KEYS = (*HISTORY_KEYS, "learning_rate_scale", "discriminator_overpowered")
+# Per-epoch entries after every trainer's own metrics: the factor the learning rates were
+# cut by after divergence (1.0 when they never were), and 1.0 where the discriminator has
+# overpowered the encoder (accuracy above OVERPOWERED_ACCURACY for the last
+# OVERPOWERED_EPOCHS epochs).
+EXTRA_HISTORY_KEYS = ("learning_rate_scale", "discriminator_overpowered")
 
 # A diverged epoch is retried with the learning rates multiplied by LR_BACKOFF, at most
 # MAX_RETRIES times over the whole fit (so down to LR_BACKOFF ** MAX_RETRIES).
@@ -106,16 +107,30 @@ class EpochTrainer:
     base_lr: dict[str, float]
 
     def _start(self, history_keys: tuple[str, ...]) -> None:
+        """``history_keys``: the names of :meth:`run_epoch`'s metrics, in order."""
         self.epoch = 0  # epochs completed
         self.lr_scale = 1.0
         self.retries = 0
-        record_keys = (*history_keys, "learning_rate_scale", "discriminator_overpowered")
-        self.history: dict[str, list[float]] = {key: [] for key in record_keys}
+        self.history_keys = history_keys
+        self.history: dict[str, list[float]] = {
+            key: [] for key in (*history_keys, *EXTRA_HISTORY_KEYS)
+        }
 
     def run_epoch(self) -> tuple[dict[str, float], bool]:
         """One pass over the rows: the epoch's mean metrics, and whether every weight is
         still finite."""
         raise NotImplementedError
+
+    def _epoch_result(self, totals: torch.Tensor, n: int) -> tuple[dict[str, float], bool]:
+        """What :meth:`run_epoch` returns, from the metrics' sums over the epoch's ``n``
+        rows (in the order of ``history_keys``)."""
+        with torch.no_grad():
+            # a last step can leave NaN weights behind finite losses: check them too, in
+            # the same one host round trip of the epoch
+            finite = torch.stack([p.isfinite().all() for p in self.module.parameters()]).all()
+            values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)]).tolist()
+        metrics = dict(zip(self.history_keys, values[:-1], strict=True))
+        return metrics, values[-1] == 1.0
 
     def _build_optimizers(
         self,
@@ -316,7 +331,7 @@ class Trainer(EpochTrainer):
         device = x_all.device
         discriminator_targets = DiscriminatorTargets(batch_size, device)
 
-        totals = torch.zeros(4, device=device)
+        totals = torch.zeros(len(HISTORY_KEYS), device=device)
         order = torch.randperm(n, generator=generator, device=device)
         classes = self.classes
         if classes is not None:
@@ -362,13 +377,7 @@ class Trainer(EpochTrainer):
                     alpha=m,
                 )
 
-        with torch.no_grad():
-            # a last step can leave NaN weights behind finite losses: check them too, in
-            # the same one host round trip of the epoch
-            finite = torch.stack([p.isfinite().all() for p in module.parameters()]).all()
-            values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)]).tolist()
-        metrics = dict(zip(HISTORY_KEYS, values[:4], strict=True))
-        return metrics, values[4] == 1.0
+        return self._epoch_result(totals, n)
 
 
 def _cloned(value: Any) -> Any:
