@@ -33,7 +33,7 @@ from torch import nn
 
 from .inference import for_each_batch
 from .model import Discriminator, ScaledInput, mean_reconstruction_error
-from .training import DiscriminatorTargets, EpochTrainer, TrainingConfig, fused_options
+from .training import DiscriminatorTargets, EpochTrainer, TrainingConfig
 
 HISTORY_KEYS = (
     "reconstruction",
@@ -152,14 +152,8 @@ class CategoricalTrainer(EpochTrainer):
             discriminators,
             list(encoder.parameters()),
             rows.device,
+            classifier=None if self.labelled is None else list(encoder.parameters()),
         )
-        if self.labelled is not None:
-            # the classification step has its own moments: its gradients are unlike the
-            # reconstruction ones, and sharing would let one rescale the other's steps
-            self.optimizers["classifier"] = torch.optim.Adam(
-                encoder.parameters(), lr=config.lr_autoencoder, **fused_options(rows.device)
-            )
-            self.base_lr["classifier"] = config.lr_autoencoder
         self.x_all = module.scale_input(rows)
         self._start(HISTORY_KEYS)
 

@@ -95,16 +95,16 @@ class EpochTrainer:
     rollback of a diverged epoch with smaller learning rates, the per-epoch history and the
     state a checkpoint holds.
 
-    A subclass builds ``self.optimizers`` (name -> Adam) and ``self.base_lr`` (name -> the
-    learning rate given), calls :meth:`_start`, and implements :meth:`run_epoch`, whose
-    metrics include ``discriminator_accuracy`` (the overpowering check reads it).
+    A subclass calls :meth:`_build_optimizers` and :meth:`_start`, and implements
+    :meth:`run_epoch`, whose metrics include ``discriminator_accuracy`` (the overpowering
+    check reads it).
     """
 
     module: nn.Module
     generator: torch.Generator
     config: TrainingConfig
     optimizers: dict[str, torch.optim.Optimizer]
-    base_lr: dict[str, float]
+    discriminator_params: list[nn.Parameter]
 
     def _start(self, history_keys: tuple[str, ...]) -> None:
         """``history_keys``: the names of :meth:`run_epoch`'s metrics, in order."""
@@ -138,10 +138,12 @@ class EpochTrainer:
         discriminator: list[nn.Parameter],
         encoder: list[nn.Parameter],
         device: torch.device,
+        classifier: list[nn.Parameter] | None = None,
     ) -> None:
         """The three Adam optimizers of the paper's phases, one per step, each with its own
         learning rate: reconstruction (encoder and decoder), the discriminator's step and
-        the encoder's adversarial step."""
+        the encoder's adversarial step; with ``classifier``, a fourth for the categorical
+        model's semi-supervised step, at the reconstruction step's learning rate."""
         config = self.config
         self.discriminator_params = discriminator
         fused = fused_options(device)
@@ -154,11 +156,18 @@ class EpochTrainer:
             ),
             "generator": torch.optim.Adam(encoder, lr=config.lr_generator, **adversarial),
         }
-        self.base_lr = {
-            "autoencoder": config.lr_autoencoder,
-            "discriminator": config.lr_discriminator,
-            "generator": config.lr_generator,
-        }
+        if classifier is not None:
+            # the classification step has its own moments: its gradients are unlike the
+            # reconstruction ones, and sharing would let one rescale the other's steps
+            self.optimizers["classifier"] = torch.optim.Adam(
+                classifier, lr=config.lr_autoencoder, **fused
+            )
+
+    @property
+    def base_lr(self) -> dict[str, float]:
+        """Each optimizer's learning rate as given, before any cut after divergence (a
+        cut changes the param groups, never the optimizer's defaults)."""
+        return {name: optimizer.defaults["lr"] for name, optimizer in self.optimizers.items()}
 
     @contextmanager
     def _discriminators_frozen(self) -> Iterator[None]:
