@@ -35,9 +35,10 @@ SUPPORTED = _FUNCTIONAL is not None and (
 class AdamStep:
     """Calls ``step()`` on one ``torch.optim.Adam`` with a single parameter group."""
 
+    _lists: tuple[list, list, list, list] | None
+
     def __init__(self, optimizer: torch.optim.Adam):
         self.optimizer = optimizer
-        self._lists: tuple[list, list, list, list] | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -86,6 +87,12 @@ class AdamStep:
                 beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
                 eps=group["eps"], maximize=group["maximize"],
             )  # fmt: skip
+
+    def step_on(self, loss: torch.Tensor) -> None:
+        """One training step on ``loss``: fresh gradients, then the update."""
+        self.zero_grad()
+        loss.backward()
+        self.step()
 
     def zero_grad(self) -> None:
         """``zero_grad(set_to_none=True)`` without its per-call bookkeeping."""

@@ -31,10 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adam_step import AdamStep
 from .inference import for_each_batch
 from .model import Discriminator, ScaledInput, mean_reconstruction_error
-from .training import EpochTrainer, TrainingConfig, fused_options
+from .training import DiscriminatorTargets, EpochTrainer, TrainingConfig
 
 HISTORY_KEYS = (
     "reconstruction",
@@ -153,14 +152,8 @@ class CategoricalTrainer(EpochTrainer):
             discriminators,
             list(encoder.parameters()),
             rows.device,
+            classifier=None if self.labelled is None else list(encoder.parameters()),
         )
-        if self.labelled is not None:
-            # the classification step has its own moments: its gradients are unlike the
-            # reconstruction ones, and sharing would let one rescale the other's steps
-            self.optimizers["classifier"] = torch.optim.Adam(
-                encoder.parameters(), lr=config.lr_autoencoder, **fused_options(rows.device)
-            )
-            self.base_lr["classifier"] = config.lr_autoencoder
         self.x_all = module.scale_input(rows)
         self._start(HISTORY_KEYS)
 
@@ -179,9 +172,7 @@ class CategoricalTrainer(EpochTrainer):
         batch_size = max(1, min(config.batch_size, n))
         device = x_all.device
         eye = torch.eye(module.n_categories, device=device)
-        discriminators = [module.style_discriminator]
-        if infers:
-            discriminators.append(module.category_discriminator)
+        discriminator_targets = DiscriminatorTargets(batch_size, device)
         steps = self._lean_steps()
 
         totals = torch.zeros(len(HISTORY_KEYS), device=device)
@@ -197,14 +188,14 @@ class CategoricalTrainer(EpochTrainer):
             category = torch.softmax(logits, dim=1) if infers else given
             output = module.decode(category, style)
             reconstruction = mean_reconstruction_error(output, x, module.loss)
-            _step(steps["autoencoder"], reconstruction)
+            steps["autoencoder"].step_on(reconstruction)
 
             # 2a. regularization: each discriminator learns prior = real, codes = fake
-            targets = torch.cat([torch.ones(m, device=device), torch.zeros(m, device=device)])
+            targets, is_real = discriminator_targets.for_batch(m)
             real_style = torch.randn(m, module.style_dim, generator=generator, device=device)
             style_logits = module.style_discriminator(torch.cat([real_style, style.detach()]))
             discriminator_loss = bce(style_logits, targets)
-            correct = ((style_logits > 0) == targets.bool()).float().mean()
+            correct = ((style_logits > 0) == is_real).float().mean()
             if infers:
                 drawn = torch.randint(
                     module.n_categories, (m,), generator=generator, device=device
@@ -213,31 +204,30 @@ class CategoricalTrainer(EpochTrainer):
                     torch.cat([eye[drawn], category.detach()])
                 )
                 discriminator_loss = discriminator_loss + bce(category_logits, targets)
-                correct = (correct + ((category_logits > 0) == targets.bool()).float().mean()) / 2
-            _step(steps["discriminator"], discriminator_loss)
+                correct = (correct + ((category_logits > 0) == is_real).float().mean()) / 2
+            steps["discriminator"].step_on(discriminator_loss)
 
             # 2b. regularization: the encoder learns to make the discriminators call its
-            # codes real; their weights need no gradient here
-            for discriminator in discriminators:
-                discriminator.requires_grad_(False)
-            logits, style = module.encode(self._noisy(x))
-            ones = targets[:m]
-            generator_loss = bce(module.style_discriminator(style), ones)
-            if infers:
-                category = torch.softmax(logits, dim=1)
-                generator_loss = generator_loss + bce(module.category_discriminator(category), ones)
-                if config.balance_weight:
-                    # The discriminator judges one code at a time, so it cannot stop every
-                    # row moving to the same category at once (measured on MNIST: all rows
-                    # in one of 16 categories after 3 epochs). The categorical prior's
-                    # marginal is uniform: hold the batch's mean distribution to it.
-                    mean = category.mean(dim=0)
-                    entropy = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
-                    imbalance = math.log(module.n_categories) - entropy
-                    generator_loss = generator_loss + config.balance_weight * imbalance
-            _step(steps["generator"], generator_loss)
-            for discriminator in discriminators:
-                discriminator.requires_grad_(True)
+            # codes real
+            with self._discriminators_frozen():
+                logits, style = module.encode(self._noisy(x))
+                ones = discriminator_targets.ones[:m]
+                generator_loss = bce(module.style_discriminator(style), ones)
+                if infers:
+                    category = torch.softmax(logits, dim=1)
+                    generator_loss = generator_loss + bce(
+                        module.category_discriminator(category), ones
+                    )
+                    if config.balance_weight:
+                        # The discriminator judges one code at a time, so it cannot stop every
+                        # row moving to the same category at once (measured on MNIST: all rows
+                        # in one of 16 categories after 3 epochs). The categorical prior's
+                        # marginal is uniform: hold the batch's mean distribution to it.
+                        mean = category.mean(dim=0)
+                        entropy = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
+                        imbalance = math.log(module.n_categories) - entropy
+                        generator_loss = generator_loss + config.balance_weight * imbalance
+                steps["generator"].step_on(generator_loss)
 
             # 3. semi-supervised phase: cross-entropy of q(y|x) on a batch of labelled rows
             classification = torch.zeros((), device=device)
@@ -249,28 +239,18 @@ class CategoricalTrainer(EpochTrainer):
                 chosen = labelled[pick]
                 logits, _ = module.encode(self._noisy(x_all[chosen]))
                 classification = nn.functional.cross_entropy(logits, labels[chosen])
-                _step(steps["classifier"], config.label_weight * classification)
+                steps["classifier"].step_on(config.label_weight * classification)
 
             with torch.no_grad():
                 totals.add_(
                     torch.stack([
                         reconstruction, discriminator_loss, generator_loss, classification,
                         correct,
-                    ]).detach(),
+                    ]),
                     alpha=m,
                 )
 
-        with torch.no_grad():
-            finite = torch.stack([p.isfinite().all() for p in module.parameters()]).all()
-            values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)]).tolist()
-        metrics = dict(zip(HISTORY_KEYS, values[:-1], strict=True))
-        return metrics, values[-1] == 1.0
-
-
-def _step(step: AdamStep, loss: torch.Tensor) -> None:
-    step.zero_grad()
-    loss.backward()
-    step.step()
+        return self._epoch_result(totals, n)
 
 
 def encode_categorical(

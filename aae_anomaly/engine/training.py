@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +37,11 @@ from .adam_step import AdamStep
 from .model import AAEModule, mean_reconstruction_error
 
 HISTORY_KEYS = ("reconstruction", "discriminator", "generator", "discriminator_accuracy")
-# Per-epoch entries beyond the losses: the factor the learning rates were cut by after
-# divergence (1.0 when they never were), and 1.0 where the discriminator has overpowered
-# the encoder (accuracy above OVERPOWERED_ACCURACY for the last OVERPOWERED_EPOCHS epochs).
-RECORD_KEYS = (*HISTORY_KEYS, "learning_rate_scale", "discriminator_overpowered")
+# Per-epoch entries after every trainer's own metrics: the factor the learning rates were
+# cut by after divergence (1.0 when they never were), and 1.0 where the discriminator has
+# overpowered the encoder (accuracy above OVERPOWERED_ACCURACY for the last
+# OVERPOWERED_EPOCHS epochs).
+EXTRA_HISTORY_KEYS = ("learning_rate_scale", "discriminator_overpowered")
 
 # A diverged epoch is retried with the learning rates multiplied by LR_BACKOFF, at most
 # MAX_RETRIES times over the whole fit (so down to LR_BACKOFF ** MAX_RETRIES).
@@ -69,33 +71,66 @@ def fused_options(device: torch.device) -> dict[str, bool]:
     return {"fused": True} if device.type in ("cpu", "cuda") else {}
 
 
+class DiscriminatorTargets:
+    """A discriminator's targets for a batch of ``m`` prior samples ("real", 1) followed by
+    ``m`` codes ("fake", 0), made once per epoch; a short last batch takes slices."""
+
+    def __init__(self, batch_size: int, device: torch.device):
+        self.batch_size = batch_size
+        self.ones = torch.ones(batch_size, device=device)
+        self.zeros = torch.zeros(batch_size, device=device)
+        self.full = torch.cat([self.ones, self.zeros])
+        self.full_real = self.full.bool()
+
+    def for_batch(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``2 m`` targets as floats (for the loss) and as booleans (for accuracy)."""
+        if m == self.batch_size:
+            return self.full, self.full_real
+        targets = torch.cat([self.ones[:m], self.zeros[:m]])
+        return targets, targets.bool()
+
+
 class EpochTrainer:
     """What every AAE fit shares, whatever its networks and phases: the epoch loop, the
     rollback of a diverged epoch with smaller learning rates, the per-epoch history and the
     state a checkpoint holds.
 
-    A subclass builds ``self.optimizers`` (name -> Adam) and ``self.base_lr`` (name -> the
-    learning rate given), calls :meth:`_start`, and implements :meth:`run_epoch`, whose
-    metrics include ``discriminator_accuracy`` (the overpowering check reads it).
+    A subclass calls :meth:`_build_optimizers` and :meth:`_start`, and implements
+    :meth:`run_epoch`, whose metrics include ``discriminator_accuracy`` (the overpowering
+    check reads it).
     """
 
     module: nn.Module
     generator: torch.Generator
     config: TrainingConfig
     optimizers: dict[str, torch.optim.Optimizer]
-    base_lr: dict[str, float]
+    discriminator_params: list[nn.Parameter]
 
     def _start(self, history_keys: tuple[str, ...]) -> None:
+        """``history_keys``: the names of :meth:`run_epoch`'s metrics, in order."""
         self.epoch = 0  # epochs completed
         self.lr_scale = 1.0
         self.retries = 0
-        record_keys = (*history_keys, "learning_rate_scale", "discriminator_overpowered")
-        self.history: dict[str, list[float]] = {key: [] for key in record_keys}
+        self.history_keys = history_keys
+        self.history: dict[str, list[float]] = {
+            key: [] for key in (*history_keys, *EXTRA_HISTORY_KEYS)
+        }
 
     def run_epoch(self) -> tuple[dict[str, float], bool]:
         """One pass over the rows: the epoch's mean metrics, and whether every weight is
         still finite."""
         raise NotImplementedError
+
+    def _epoch_result(self, totals: torch.Tensor, n: int) -> tuple[dict[str, float], bool]:
+        """What :meth:`run_epoch` returns, from the metrics' sums over the epoch's ``n``
+        rows (in the order of ``history_keys``)."""
+        with torch.no_grad():
+            # a last step can leave NaN weights behind finite losses: check them too, in
+            # the same one host round trip of the epoch
+            finite = torch.stack([p.isfinite().all() for p in self.module.parameters()]).all()
+            values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)]).tolist()
+        metrics = dict(zip(self.history_keys, values[:-1], strict=True))
+        return metrics, values[-1] == 1.0
 
     def _build_optimizers(
         self,
@@ -103,11 +138,14 @@ class EpochTrainer:
         discriminator: list[nn.Parameter],
         encoder: list[nn.Parameter],
         device: torch.device,
+        classifier: list[nn.Parameter] | None = None,
     ) -> None:
         """The three Adam optimizers of the paper's phases, one per step, each with its own
         learning rate: reconstruction (encoder and decoder), the discriminator's step and
-        the encoder's adversarial step."""
+        the encoder's adversarial step; with ``classifier``, a fourth for the categorical
+        model's semi-supervised step, at the reconstruction step's learning rate."""
         config = self.config
+        self.discriminator_params = discriminator
         fused = fused_options(device)
         # beta1 = 0.5 is the usual choice for adversarial steps: less momentum, less oscillation
         adversarial = {"betas": (0.5, 0.999), **fused}
@@ -118,11 +156,30 @@ class EpochTrainer:
             ),
             "generator": torch.optim.Adam(encoder, lr=config.lr_generator, **adversarial),
         }
-        self.base_lr = {
-            "autoencoder": config.lr_autoencoder,
-            "discriminator": config.lr_discriminator,
-            "generator": config.lr_generator,
-        }
+        if classifier is not None:
+            # the classification step has its own moments: its gradients are unlike the
+            # reconstruction ones, and sharing would let one rescale the other's steps
+            self.optimizers["classifier"] = torch.optim.Adam(
+                classifier, lr=config.lr_autoencoder, **fused
+            )
+
+    @property
+    def base_lr(self) -> dict[str, float]:
+        """Each optimizer's learning rate as given, before any cut after divergence (a
+        cut changes the param groups, never the optimizer's defaults)."""
+        return {name: optimizer.defaults["lr"] for name, optimizer in self.optimizers.items()}
+
+    @contextmanager
+    def _discriminators_frozen(self) -> Iterator[None]:
+        """For the encoder's adversarial step: the discriminators' weights need no gradient
+        there, so autograd skips them."""
+        for p in self.discriminator_params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in self.discriminator_params:
+                p.requires_grad_(True)
 
     def _lean_steps(self) -> dict[str, AdamStep]:
         """A lean step per optimizer, built from the optimizers' current state: called at
@@ -274,7 +331,6 @@ class Trainer(EpochTrainer):
         and the code."""
         module, prior, config, generator = self.module, self.prior, self.config, self.generator
         discriminator = module.discriminator
-        discriminator_params = list(discriminator.parameters())
         steps = self._lean_steps()
         autoencoder_opt, discriminator_opt, generator_opt = (steps[name] for name in OPTIMIZERS)
         bce = nn.functional.binary_cross_entropy_with_logits
@@ -282,14 +338,9 @@ class Trainer(EpochTrainer):
         n = len(x_all)
         batch_size = max(1, min(config.batch_size, n))
         device = x_all.device
-        # the discriminator's targets, made once: batch_size ones (prior samples, "real"),
-        # then batch_size zeros (codes, "fake"); a short last batch takes a slice of each
-        ones = torch.ones(batch_size, device=device)
-        zeros = torch.zeros(batch_size, device=device)
-        full_targets = torch.cat([ones, zeros])
-        real_targets = full_targets.bool()
+        discriminator_targets = DiscriminatorTargets(batch_size, device)
 
-        totals = torch.zeros(4, device=device)
+        totals = torch.zeros(len(HISTORY_KEYS), device=device)
         order = torch.randperm(n, generator=generator, device=device)
         classes = self.classes
         if classes is not None:
@@ -305,9 +356,7 @@ class Trainer(EpochTrainer):
             # 1. reconstruction phase
             z = module.encode(x, generator)
             reconstruction = mean_reconstruction_error(module.decode(z), x, module.loss)
-            autoencoder_opt.zero_grad()
-            reconstruction.backward()
-            autoencoder_opt.step()
+            autoencoder_opt.step_on(reconstruction)
 
             # 2a. regularization: the discriminator learns prior = real, codes = fake
             if classes is None:
@@ -317,42 +366,27 @@ class Trainer(EpochTrainer):
                 real = prior.sample(m, generator, labels=batch_classes)
                 real = torch.cat([real, condition], 1)
                 logits = discriminator(torch.cat([real, torch.cat([z.detach(), condition], 1)]))
-            targets = full_targets if m == batch_size else torch.cat([ones[:m], zeros[:m]])
+            targets, is_real = discriminator_targets.for_batch(m)
             discriminator_loss = bce(logits, targets)
-            discriminator_opt.zero_grad()
-            discriminator_loss.backward()
-            discriminator_opt.step()
+            discriminator_opt.step_on(discriminator_loss)
 
-            # 2b. regularization: the encoder learns to make D call its codes real.
-            # D's weights need no gradient here, so autograd skips them.
-            for p in discriminator_params:
-                p.requires_grad_(False)
-            code = module.encode(x, generator)
-            if classes is not None:
-                code = torch.cat([code, condition], 1)
-            generator_logits = discriminator(code)
-            generator_loss = bce(generator_logits, ones[:m])
-            generator_opt.zero_grad()
-            generator_loss.backward()
-            generator_opt.step()
-            for p in discriminator_params:
-                p.requires_grad_(True)
+            # 2b. regularization: the encoder learns to make D call its codes real
+            with self._discriminators_frozen():
+                code = module.encode(x, generator)
+                if classes is not None:
+                    code = torch.cat([code, condition], 1)
+                generator_logits = discriminator(code)
+                generator_loss = bce(generator_logits, discriminator_targets.ones[:m])
+                generator_opt.step_on(generator_loss)
 
             with torch.no_grad():
-                is_real = real_targets if m == batch_size else targets.bool()
                 accuracy = (logits > 0).eq_(is_real).float().mean()
                 totals.add_(
                     torch.stack([reconstruction, discriminator_loss, generator_loss, accuracy]),
                     alpha=m,
                 )
 
-        with torch.no_grad():
-            # a last step can leave NaN weights behind finite losses: check them too, in
-            # the same one host round trip of the epoch
-            finite = torch.stack([p.isfinite().all() for p in module.parameters()]).all()
-            values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)]).tolist()
-        metrics = dict(zip(HISTORY_KEYS, values[:4], strict=True))
-        return metrics, values[4] == 1.0
+        return self._epoch_result(totals, n)
 
 
 def _cloned(value: Any) -> Any:
