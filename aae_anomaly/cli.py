@@ -679,8 +679,9 @@ def _class_labels(dataset, source: str) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _rows_to_label(data: str, predict: str | None, n_features: int):
-    """The rows the command writes an answer for: PREDICT's, or else DATA's."""
+def _rows_to_label(predict: str | None, n_features: int):
+    """PREDICT's rows, checked to have the model's ``n_features`` columns; None without
+    --predict, when the command answers for DATA's own rows."""
     if predict is None:
         return None
     dataset = read_data(predict)
@@ -727,7 +728,7 @@ def classify(data, output, label_column, predict, **options) -> None:
         dataset = read_data(data, label_column)
         labels = _class_labels(dataset, data)
         model = AAEClassifier(**settings).fit(dataset.X, labels)
-        rows = _rows_to_label(data, predict, model.n_features_in_)
+        rows = _rows_to_label(predict, model.n_features_in_)
         probabilities = model.predict_proba(dataset.X if rows is None else rows)
         table = {"label": model.classes_[probabilities.argmax(axis=1)]}
         for k, name in enumerate(model.classes_):
@@ -766,7 +767,7 @@ def cluster(data, output, n_clusters, predict, **options) -> None:
     with user_errors():
         dataset = read_data(data)
         model = AAEClustering(n_clusters=n_clusters, **settings).fit(dataset.X)
-        rows = _rows_to_label(data, predict, model.n_features_in_)
+        rows = _rows_to_label(predict, model.n_features_in_)
         clusters = model.labels_ if rows is None else model.predict(rows)
         write_table({"cluster": clusters}, output)
     if not quiet:
