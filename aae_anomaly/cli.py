@@ -592,11 +592,7 @@ def plot(model, data, output, kind, color, label_column, dpi, device) -> None:
             return
         if data is None:
             raise ValueError(f"--kind {kind} needs DATA, the rows to draw")
-        detector = load_model(model, device=device)
-        dataset = read_data(data, label_column)
-        check_features(
-            dataset, data, detector.n_features_in_, getattr(detector, "feature_names_in_", None)
-        )
+        detector, dataset, _ = _loaded(model, data, label_column, device)
         if color == "label" and kind == "map" and dataset.y is None:
             raise ValueError(
                 f"--color label needs labels; {data} has none (use an .npz with y, a labelled "
