@@ -96,8 +96,8 @@ def test_classifier_takes_string_labels_mixed_with_minus_one():
 
 
 def test_unlabelled_rows_do_not_count_as_labels():
-    # the same labelled rows, with the other rows once unlabelled and once absent from y's
-    # classes: an unlabelled row never becomes class -1
+    # two labelled rows per class, every other row -1 (unlabelled): -1 is not taken for a
+    # class, neither in classes_ nor in the predictions
     X, y = blobs(n=150)
     labels = few_labels(y, 2)
     model = AAEClassifier(epochs=2, random_state=0).fit(X, labels)
