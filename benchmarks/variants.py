@@ -498,9 +498,10 @@ def part_clustering_digits(args) -> None:
     model, seconds = timed_fit(
         AAEClustering(n_clusters=16, epochs=args.epochs, random_state=SEED), X_train
     )
-    error = 100.0 * clustering_error(model.labels_, y_train, model.predict(X_test), y_test)
+    test_clusters = model.predict(X_test)
+    error = 100.0 * clustering_error(model.labels_, y_train, test_clusters, y_test)
     used = np.unique(model.labels_)
-    ari = adjusted_rand_score(y_test, model.predict(X_test))
+    ari = adjusted_rand_score(y_test, test_clusters)
     print(
         f"clustering-digits: 16 clusters ({len(used)} used), {len(X_train)} rows, "
         f"{args.epochs} epochs, fit {seconds:.1f} s: test error {error:.2f}%, adjusted rand "
