@@ -64,10 +64,6 @@ from sklearn.neighbors import KNeighborsClassifier
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures"
 SEED = 0
-PARTS = (
-    "map", "conditioned", "semi", "supervised", "classifier", "clustering",
-    "classifier-digits", "clustering-digits",
-)  # fmt: skip
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "adbench"
 LABELLED_SHARES = (0.0, 0.01, 0.05)
 DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist-oneclass"
@@ -526,6 +522,14 @@ def part_clustering_digits(args) -> None:
     print(f"clustering-digits: wrote {path.relative_to(ROOT)}")
 
 
+PARTS = {
+    "map": part_map, "conditioned": part_conditioned, "semi": part_semi,
+    "supervised": part_supervised, "classifier": part_classifier,
+    "clustering": part_clustering, "classifier-digits": part_classifier_digits,
+    "clustering-digits": part_clustering_digits,
+}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=PARTS, action="append", help="default: all")
@@ -546,14 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), seed {SEED}")
-    runs = {
-        "map": part_map, "conditioned": part_conditioned, "semi": part_semi,
-        "supervised": part_supervised, "classifier": part_classifier,
-        "clustering": part_clustering, "classifier-digits": part_classifier_digits,
-        "clustering-digits": part_clustering_digits,
-    }
     for part in args.part or PARTS:
-        runs[part](args)
+        PARTS[part](args)
     return 0
 
 
