@@ -25,6 +25,7 @@ from .demo import DEFAULT_DATASET, run_demo
 from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
 from .errors import AAEAnomalyError
 from .estimator import FLOAT32_MAX, SCALINGS, AAEDetector, _check_values
+from .family import AAEClassifier, AAEClustering, SupervisedAAE
 from .fitconfig import DEFAULTS as FIT_DEFAULTS
 from .fitconfig import merge_settings, parse_options, read_config
 from .modelfile import load_model, read_header
@@ -592,11 +593,7 @@ def plot(model, data, output, kind, color, label_column, dpi, device) -> None:
             return
         if data is None:
             raise ValueError(f"--kind {kind} needs DATA, the rows to draw")
-        detector = load_model(model, device=device)
-        dataset = read_data(data, label_column)
-        check_features(
-            dataset, data, detector.n_features_in_, getattr(detector, "feature_names_in_", None)
-        )
+        detector, dataset, _ = _loaded(model, data, label_column, device)
         if color == "label" and kind == "map" and dataset.y is None:
             raise ValueError(
                 f"--color label needs labels; {data} has none (use an .npz with y, a labelled "
@@ -616,11 +613,25 @@ def plot(model, data, output, kind, color, label_column, dpi, device) -> None:
 
 
 # -- classify, cluster, generate: the categorical AAE family ------------------------------------
-def family_options(command):
-    """The training options the family's commands share (AAEClassifier's parameters)."""
+def _command_defaults(estimator: type) -> dict:
+    """The defaults of a family command's options: ``estimator``'s parameters, and fit's
+    seed (a command-line fit is reproducible unless asked otherwise)."""
+    return {**estimator().get_params(), "random_state": FIT_DEFAULTS["random_state"]}
+
+
+CLASSIFY_DEFAULTS = _command_defaults(AAEClassifier)
+CLUSTER_DEFAULTS = _command_defaults(AAEClustering)
+GENERATE_DEFAULTS = _command_defaults(SupervisedAAE)
+
+
+def family_options(defaults: dict):
+    """The training options the family's commands share, defaulting to ``defaults`` (one
+    of the ``*_DEFAULTS`` above)."""
     options = [
-        click.option("--style-dim", type=int, default=8, help="Size of the style code."),
-        click.option("--encoder", default="mlp", help="Encoder plugin."),
+        click.option(
+            "--style-dim", type=int, default=defaults["style_dim"], help="Size of the style code."
+        ),
+        click.option("--encoder", default=defaults["encoder"], help="Encoder plugin."),
         click.option(
             "--encoder-option",
             "encoder_params",
@@ -628,31 +639,48 @@ def family_options(command):
             metavar="KEY=VALUE",
             help="An option of the encoder, e.g. hidden=[512,256]; repeat for several.",
         ),
-        click.option("--epochs", type=int, default=50, help="Passes over the data."),
-        click.option("--batch-size", type=int, default=128, help="Rows a step."),
+        click.option(
+            "--epochs", type=int, default=defaults["epochs"], help="Passes over the data."
+        ),
+        click.option("--batch-size", type=int, default=defaults["batch_size"], help="Rows a step."),
         click.option(
             "--loss",
             "reconstruction_loss",
             type=click.Choice(RECONSTRUCTION_LOSSES),
-            default="mse",
+            default=defaults["reconstruction_loss"],
             help="Reconstruction loss; bce (pixels scaled to [0, 1]) suits images.",
         ),
         click.option(
-            "--input-noise", type=float, default=0.0, help="Std of noise on inputs in training."
+            "--input-noise",
+            type=float,
+            default=defaults["input_noise"],
+            help="Std of noise on inputs in training.",
         ),
         click.option(
             "--scaling",
             type=click.Choice(SCALINGS),
-            default="auto",
+            default=defaults["scaling"],
             help="Input statistics, as for fit: shared for images under auto.",
         ),
-        click.option("--seed", "random_state", type=int, default=0, help="Random seed."),
-        click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda:0..."),
+        click.option(
+            "--seed",
+            "random_state",
+            type=int,
+            default=defaults["random_state"],
+            help="Random seed.",
+        ),
+        click.option(
+            "--device", default=defaults["device"], help="auto (CUDA when present), cpu, cuda:0..."
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes on stderr."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 def _family_settings(options: dict) -> tuple[dict, bool]:
@@ -679,8 +707,9 @@ def _class_labels(dataset, source: str) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _rows_to_label(data: str, predict: str | None, n_features: int):
-    """The rows the command writes an answer for: PREDICT's, or else DATA's."""
+def _rows_to_label(predict: str | None, n_features: int):
+    """PREDICT's rows, checked to have the model's ``n_features`` columns; None without
+    --predict, when the command answers for DATA's own rows."""
     if predict is None:
         return None
     dataset = read_data(predict)
@@ -703,11 +732,19 @@ CLASS_LABEL_HELP = (
 @click.option(
     "--predict", metavar="DATA", help="Rows to classify (default: DATA's own rows)."
 )
-@click.option("--label-weight", type=float, default=1.0, help="Weight of the labelled step.")
 @click.option(
-    "--labelled-batch-size", type=int, default=32, help="Labelled rows drawn per step."
+    "--label-weight",
+    type=float,
+    default=CLASSIFY_DEFAULTS["label_weight"],
+    help="Weight of the labelled step.",
 )
-@family_options
+@click.option(
+    "--labelled-batch-size",
+    type=int,
+    default=CLASSIFY_DEFAULTS["labelled_batch_size"],
+    help="Labelled rows drawn per step.",
+)
+@family_options(CLASSIFY_DEFAULTS)
 def classify(data, output, label_column, predict, **options) -> None:
     """Semi-supervised classification: fit an AAEClassifier on DATA, whose labels are
     class numbers with -1 for unlabelled rows, and write each row's predicted class and
@@ -720,14 +757,12 @@ def classify(data, output, label_column, predict, **options) -> None:
       aae-anomaly classify train.npz --predict test.npz -o predictions.csv
       aae-anomaly classify rows.csv --label-column digit --epochs 100
     """
-    from .family import AAEClassifier
-
     settings, quiet = _family_settings(options)
     with user_errors():
         dataset = read_data(data, label_column)
         labels = _class_labels(dataset, data)
         model = AAEClassifier(**settings).fit(dataset.X, labels)
-        rows = _rows_to_label(data, predict, model.n_features_in_)
+        rows = _rows_to_label(predict, model.n_features_in_)
         probabilities = model.predict_proba(dataset.X if rows is None else rows)
         table = {"label": model.classes_[probabilities.argmax(axis=1)]}
         for k, name in enumerate(model.classes_):
@@ -747,11 +782,17 @@ def classify(data, output, label_column, predict, **options) -> None:
 @click.option(
     "-o", "--output", default="-", help="Clusters: .csv, .parquet or .npy, or - for stdout."
 )
-@click.option("--clusters", "n_clusters", type=int, default=10, help="Number of clusters.")
+@click.option(
+    "--clusters",
+    "n_clusters",
+    type=int,
+    default=CLUSTER_DEFAULTS["n_clusters"],
+    help="Number of clusters.",
+)
 @click.option(
     "--predict", metavar="DATA", help="Rows to assign (default: DATA's own rows)."
 )
-@family_options
+@family_options(CLUSTER_DEFAULTS)
 def cluster(data, output, n_clusters, predict, **options) -> None:
     """Unsupervised clustering: fit an AAEClustering on DATA (labels, if any, are not
     used) and write each row's cluster number.
@@ -760,13 +801,11 @@ def cluster(data, output, n_clusters, predict, **options) -> None:
     Example:
       aae-anomaly cluster rows.npy --clusters 16 -o clusters.csv
     """
-    from .family import AAEClustering
-
     settings, quiet = _family_settings(options)
     with user_errors():
         dataset = read_data(data)
         model = AAEClustering(n_clusters=n_clusters, **settings).fit(dataset.X)
-        rows = _rows_to_label(data, predict, model.n_features_in_)
+        rows = _rows_to_label(predict, model.n_features_in_)
         clusters = model.labels_ if rows is None else model.predict(rows)
         write_table({"cluster": clusters}, output)
     if not quiet:
@@ -790,7 +829,7 @@ def cluster(data, output, n_clusters, predict, **options) -> None:
     help="Class of the samples; repeat for several (default: every class).",
 )
 @click.option("-n", "--samples", "n_samples", type=int, default=10, help="Samples per class.")
-@family_options
+@family_options(GENERATE_DEFAULTS)
 def generate(data, output, label_column, class_, n_samples, **options) -> None:
     """Supervised AAE: fit a SupervisedAAE on DATA and its class labels (the decoder is
     given the class, the code learns the style), then write new rows of the classes asked
@@ -803,8 +842,6 @@ def generate(data, output, label_column, class_, n_samples, **options) -> None:
     Example:
       aae-anomaly generate digits.npz --class 3 --class 8 -n 16 -o samples.csv
     """
-    from .family import SupervisedAAE
-
     settings, quiet = _family_settings(options)
     with user_errors():
         dataset = read_data(data, label_column)

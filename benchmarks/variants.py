@@ -64,10 +64,6 @@ from sklearn.neighbors import KNeighborsClassifier
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures"
 SEED = 0
-PARTS = (
-    "map", "conditioned", "semi", "supervised", "classifier", "clustering",
-    "classifier-digits", "clustering-digits",
-)  # fmt: skip
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "adbench"
 LABELLED_SHARES = (0.0, 0.01, 0.05)
 DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist-oneclass"
@@ -498,9 +494,10 @@ def part_clustering_digits(args) -> None:
     model, seconds = timed_fit(
         AAEClustering(n_clusters=16, epochs=args.epochs, random_state=SEED), X_train
     )
-    error = 100.0 * clustering_error(model.labels_, y_train, model.predict(X_test), y_test)
+    test_clusters = model.predict(X_test)
+    error = 100.0 * clustering_error(model.labels_, y_train, test_clusters, y_test)
     used = np.unique(model.labels_)
-    ari = adjusted_rand_score(y_test, model.predict(X_test))
+    ari = adjusted_rand_score(y_test, test_clusters)
     print(
         f"clustering-digits: 16 clusters ({len(used)} used), {len(X_train)} rows, "
         f"{args.epochs} epochs, fit {seconds:.1f} s: test error {error:.2f}%, adjusted rand "
@@ -525,6 +522,14 @@ def part_clustering_digits(args) -> None:
     print(f"clustering-digits: wrote {path.relative_to(ROOT)}")
 
 
+PARTS = {
+    "map": part_map, "conditioned": part_conditioned, "semi": part_semi,
+    "supervised": part_supervised, "classifier": part_classifier,
+    "clustering": part_clustering, "classifier-digits": part_classifier_digits,
+    "clustering-digits": part_clustering_digits,
+}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=PARTS, action="append", help="default: all")
@@ -545,14 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), seed {SEED}")
-    runs = {
-        "map": part_map, "conditioned": part_conditioned, "semi": part_semi,
-        "supervised": part_supervised, "classifier": part_classifier,
-        "clustering": part_clustering, "classifier-digits": part_classifier_digits,
-        "clustering-digits": part_clustering_digits,
-    }
     for part in args.part or PARTS:
-        runs[part](args)
+        PARTS[part](args)
     return 0
 
 

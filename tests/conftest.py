@@ -1,8 +1,28 @@
+"""Fixtures, and the command-line helpers the tests import (``from conftest import run``)."""
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from aae_anomaly import load_dataset
+from aae_anomaly.cli import main
 from aae_anomaly.plugins import reset_plugin_manager
+
+
+def run(*args):
+    """``aae-anomaly ARGS...`` through click's runner; each argument is passed as text."""
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_bad_input(result, *fragments: str) -> None:
+    """Exit status 2, one `Error:` line on stderr naming the problem, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
 
 
 @pytest.fixture

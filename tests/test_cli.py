@@ -14,34 +14,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from conftest import assert_bad_input, run
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from sklearn.metrics import roc_auc_score
 
 import aae_anomaly
 from aae_anomaly import AAEDetector, load_dataset
-from aae_anomaly.cli import main
 from aae_anomaly.modelfile import METADATA_KEY
 from aae_anomaly.plugins import get_plugin_manager
 
 FAST = ["--epochs", "3", "--batch-size", "64", "--quiet"]
 FEATURES = [f"x{i}" for i in range(5)]
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_bad_input(result, *fragments: str) -> None:
-    """Exit status 2, one `Error:` line on stderr naming the problem, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
 
 
 @pytest.fixture(scope="module")

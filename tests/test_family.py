@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_bad_input, run
 from sklearn.datasets import make_blobs
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score
@@ -95,8 +96,8 @@ def test_classifier_takes_string_labels_mixed_with_minus_one():
 
 
 def test_unlabelled_rows_do_not_count_as_labels():
-    # the same labelled rows, with the other rows once unlabelled and once absent from y's
-    # classes: an unlabelled row never becomes class -1
+    # two labelled rows per class, every other row -1 (unlabelled): -1 is not taken for a
+    # class, neither in classes_ nor in the predictions
     X, y = blobs(n=150)
     labels = few_labels(y, 2)
     model = AAEClassifier(epochs=2, random_state=0).fit(X, labels)
@@ -256,18 +257,10 @@ def labelled_file(tmp_path):
     return path, X, y
 
 
-def run_cli(*args):
-    from click.testing import CliRunner
-
-    from aae_anomaly.cli import main
-
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 def test_classify_writes_a_label_and_probabilities_per_row(labelled_file, tmp_path):
     path, X, y = labelled_file
     output = tmp_path / "predictions.csv"
-    result = run_cli("classify", path, "-o", output, "--epochs", 15, "--batch-size", 64, "-q")
+    result = run("classify", path, "-o", output, "--epochs", 15, "--batch-size", 64, "-q")
     assert result.exit_code == 0, result.output
     table = np.genfromtxt(output, delimiter=",", names=True)
     assert table.dtype.names == ("label", "probability_0", "probability_1", "probability_2")
@@ -278,12 +271,12 @@ def test_classify_writes_a_label_and_probabilities_per_row(labelled_file, tmp_pa
 def test_cluster_and_generate_write_their_tables(labelled_file, tmp_path):
     path, X, y = labelled_file
     clusters = tmp_path / "clusters.csv"
-    result = run_cli("cluster", path, "--clusters", 3, "--epochs", 2, "-o", clusters, "-q")
+    result = run("cluster", path, "--clusters", 3, "--epochs", 2, "-o", clusters, "-q")
     assert result.exit_code == 0, result.output
     assert np.genfromtxt(clusters, delimiter=",", names=True).shape == (len(X),)
     samples = tmp_path / "samples.csv"
-    result = run_cli("generate", path, "--class", 0, "--class", 2, "-n", 4, "--epochs", 2,
-                     "-o", samples, "-q")
+    result = run("generate", path, "--class", 0, "--class", 2, "-n", 4, "--epochs", 2,
+                 "-o", samples, "-q")
     assert result.exit_code == 0, result.output
     table = np.genfromtxt(samples, delimiter=",", names=True)
     assert table["class"].tolist() == [0] * 4 + [2] * 4
@@ -310,10 +303,7 @@ def test_family_commands_exit_2_with_one_line_on_bad_input(tmp_path, args, messa
     np.savez(files["unlabelled"], X=X, y=np.full(len(X), -1))
     np.save(files["plain"], X)
     np.savez(files["labelled"], X=X, y=y)
-    result = run_cli(*[str(a).format(**files) for a in args], "-q")
-    assert result.exit_code == 2
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0]
+    assert_bad_input(run(*[str(a).format(**files) for a in args], "-q"), message)
 
 
 # -- shared machinery ----------------------------------------------------------------------
