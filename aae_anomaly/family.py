@@ -476,14 +476,7 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
     def fit(self, X, y=None):
         """Cluster the rows of ``X``; ``y`` is not used."""
         X, image_shape = self._validated_training_rows(X)
-        if (
-            isinstance(self.n_clusters, bool)
-            or not isinstance(self.n_clusters, numbers.Integral)
-            or self.n_clusters < 1
-        ):
-            raise ValueError(
-                f"n_clusters must be a positive integer, got {self.n_clusters!r}"
-            )
+        _check_int("n_clusters", self.n_clusters)
         _check_non_negative("balance_weight", self.balance_weight)
         self._fit_network(
             X, image_shape, None, int(self.n_clusters), balance_weight=float(self.balance_weight)
