@@ -724,6 +724,11 @@ def _check_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _check_positive_number(name: str, value: Any) -> None:
+    if not isinstance(value, numbers.Real) or not 0 < value < np.inf:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
 def _flatten_images(X):
     """A 4-D array ``(n, channels, height, width)`` becomes flat rows plus its image shape."""
     if hasattr(X, "ndim") and not hasattr(X, "columns"):
@@ -782,9 +787,7 @@ def _check_values(X: np.ndarray, names, limit: float) -> None:
 def check_training_settings(estimator) -> None:
     """The learning rates and the reconstruction loss every AAE estimator takes."""
     for name in ("lr_autoencoder", "lr_discriminator", "lr_generator"):
-        value = getattr(estimator, name)
-        if not isinstance(value, numbers.Real) or not 0 < value < np.inf:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
+        _check_positive_number(name, getattr(estimator, name))
     if estimator.reconstruction_loss not in RECONSTRUCTION_LOSSES:
         raise ValueError(
             f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, "

@@ -35,6 +35,7 @@ from .engine.runtime import compute_threads, flush_denormals, resolve_device, se
 from .estimator import (
     SCORING_BATCH_SIZE,
     _check_int,
+    _check_positive_number,
     _flatten_images,
     _input_scaling,
     check_training_settings,
@@ -369,8 +370,7 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
     def fit(self, X, y):
         """Fit on rows ``X``; ``y`` holds each row's class, or ``-1`` when unlabelled."""
         X, image_shape = self._validated_training_rows(X)
-        if not isinstance(self.label_weight, numbers.Real) or not 0 < self.label_weight < np.inf:
-            raise ValueError(f"label_weight must be a positive number, got {self.label_weight!r}")
+        _check_positive_number("label_weight", self.label_weight)
         _check_int("labelled_batch_size", self.labelled_batch_size)
         _check_non_negative("balance_weight", self.balance_weight)
         y = _targets(X, y, check=False)
