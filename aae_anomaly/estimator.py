@@ -246,12 +246,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             else self._checkpoint(checkpoint_dir, train_rows, resume, train_classes)
         )
 
-        architecture = create_architecture(self.encoder, self.encoder_params or {})
-        input_shape = tuple(image_shape or self.input_shape or ())
-        if input_shape:
-            architecture.check_input_shape(input_shape, X.shape[1])
-        else:
-            input_shape = architecture.infer_input_shape(X.shape[1])
+        architecture, input_shape = _architecture_and_input_shape(self, image_shape, X.shape[1])
         self.latent_dim_ = self._resolved_latent_dim(X.shape[1])
         prior = create_prior(self.prior, self.latent_dim_, self.prior_params or {})
         self.__dict__.pop("normal_classes_", None)
@@ -700,6 +695,21 @@ def create_architecture(name: str, options: dict[str, Any]) -> Architecture:
     architecture = get_plugin_manager().create("encoder", name, **options)
     _check_built("encoder", name, architecture, Architecture)
     return architecture
+
+
+def _architecture_and_input_shape(
+    estimator, image_shape: tuple[int, ...] | None, n_features: int
+) -> tuple[Architecture, tuple[int, ...]]:
+    """The estimator's encoder architecture, and the per-sample input shape: that of the
+    images in ``X``, else the ``input_shape`` parameter (checked against ``n_features``),
+    else the architecture's inference from ``n_features``."""
+    architecture = create_architecture(estimator.encoder, estimator.encoder_params or {})
+    input_shape = tuple(image_shape or estimator.input_shape or ())
+    if input_shape:
+        architecture.check_input_shape(input_shape, n_features)
+    else:
+        input_shape = architecture.infer_input_shape(n_features)
+    return architecture, input_shape
 
 
 def create_prior(name: str, latent_dim: int, options: dict[str, Any]) -> Prior:

@@ -34,12 +34,12 @@ from .engine.categorical import (
 from .engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
 from .estimator import (
     SCORING_BATCH_SIZE,
+    _architecture_and_input_shape,
     _check_int,
     _check_positive_number,
     _flatten_images,
     _input_scaling,
     check_training_settings,
-    create_architecture,
     scaling_groups,
 )
 
@@ -89,12 +89,7 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
     ) -> None:
         """Train the networks on validated rows ``X``; ``labels`` holds class indices, or
         :data:`UNLABELLED`."""
-        architecture = create_architecture(self.encoder, self.encoder_params or {})
-        input_shape = tuple(image_shape or self.input_shape or ())
-        if input_shape:
-            architecture.check_input_shape(input_shape, X.shape[1])
-        else:
-            input_shape = architecture.infer_input_shape(X.shape[1])
+        architecture, input_shape = _architecture_and_input_shape(self, image_shape, X.shape[1])
         infers = self._infers_category
         code_size = self.style_dim + (n_categories if infers else 0)
         rng = check_random_state(self.random_state)
