@@ -550,16 +550,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
 
     # -- scoring ---------------------------------------------------------------------------
     def _validated_rows(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X, image_shape = _flatten_images(X)
-        if image_shape is not None and image_shape != self.input_shape_:
-            raise ValueError(
-                f"images have shape {image_shape} but the model was fitted on "
-                f"{self.input_shape_}"
-            )
-        X = validate_data(
-            self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False
-        )
+        X = _fitted_rows(self, X, ensure_all_finite=False)
         _check_values(X, getattr(self, "feature_names_in_", None), limit=FLOAT64_MAX)
         return self._saturated(X)
 
@@ -760,6 +751,22 @@ def _flatten_images(X):
                 "(n_samples, n_features) or images (n_samples, channels, height, width)"
             )
     return X, None
+
+
+def _fitted_rows(estimator, X, ensure_all_finite: bool = True) -> np.ndarray:
+    """New rows for a fitted estimator: images flattened and checked against the fitted
+    input shape, then validated against the columns it was fitted on."""
+    check_is_fitted(estimator)
+    X, image_shape = _flatten_images(X)
+    if image_shape is not None and image_shape != estimator.input_shape_:
+        raise ValueError(
+            f"images have shape {image_shape} but the model was fitted on "
+            f"{estimator.input_shape_}"
+        )
+    return validate_data(
+        estimator, X, dtype=[np.float64, np.float32], reset=False,
+        ensure_all_finite=ensure_all_finite,
+    )
 
 
 def _describe_columns(columns: np.ndarray, names) -> str:

@@ -37,6 +37,7 @@ from .estimator import (
     _architecture_and_input_shape,
     _check_int,
     _check_positive_number,
+    _fitted_rows,
     _flatten_images,
     _input_scaling,
     check_training_settings,
@@ -136,14 +137,7 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
 
     def _encoded(self, X) -> tuple[np.ndarray | None, np.ndarray]:
         """Class probabilities and style codes of new rows."""
-        check_is_fitted(self)
-        X, image_shape = _flatten_images(X)
-        if image_shape is not None and image_shape != self.input_shape_:
-            raise ValueError(
-                f"images have shape {image_shape} but the model was fitted on "
-                f"{self.input_shape_}"
-            )
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = _fitted_rows(self, X)
         with flush_denormals(), compute_threads(self.module_, self.device_) as workers:
             return encode_categorical(self.module_, X, SCORING_BATCH_SIZE, self.device_, workers)
 
