@@ -49,6 +49,13 @@ FLOAT64_MAX = float(np.finfo(np.float64).max)
 # are scored as if they were at this distance: such rows score far above any threshold,
 # and their scores stay finite instead of overflowing float32 in the networks.
 SATURATION = 1e6
+# The metrics the progress bar shows: shown name -> (metric, format).
+_PROGRESS_METRICS = {
+    "recon": ("reconstruction", ".4g"),
+    "disc": ("discriminator", ".3f"),
+    "gen": ("generator", ".3f"),
+    "acc": ("discriminator_accuracy", ".2f"),
+}
 
 
 class ExtremeValueWarning(UserWarning):
@@ -470,7 +477,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         return checkpoint
 
     def _epoch_callback(self, trainer: Trainer, checkpoint):
-        progress = self._progress(initial=trainer.epoch)
+        progress = progress_bar(self, _PROGRESS_METRICS, initial=trainer.epoch)
         if checkpoint is None:
             return progress
 
@@ -478,26 +485,6 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             checkpoint.save(trainer)
             if progress is not None:
                 progress(epoch, metrics)
-
-        return on_epoch_end
-
-    def _progress(self, initial: int = 0):
-        if not self.verbose:
-            return None
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=self.epochs, initial=initial, desc="fit", unit="epoch")
-
-        def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
-            bar.set_postfix(
-                recon=f"{metrics['reconstruction']:.4g}",
-                disc=f"{metrics['discriminator']:.3f}",
-                gen=f"{metrics['generator']:.3f}",
-                acc=f"{metrics['discriminator_accuracy']:.2f}",
-            )
-            bar.update(1)
-            if epoch + 1 == self.epochs:
-                bar.close()
 
         return on_epoch_end
 
@@ -679,6 +666,28 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 z = self.prior_.sample(n_samples, generator, labels=given.to(self.device_))
             rows = self.module_.unscale_output(self.module_.decode(z))
         return rows.double().cpu().numpy()
+
+
+def progress_bar(estimator, shown: dict[str, tuple[str, str]], initial: int = 0):
+    """An epoch callback that advances a progress bar of ``estimator.epochs`` epochs and
+    shows the metrics in ``shown`` (shown name -> (metric, format)); ``None`` unless the
+    estimator is verbose."""
+    if not estimator.verbose:
+        return None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=estimator.epochs, initial=initial, desc="fit", unit="epoch")
+
+    def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+        # keyword arguments, which tqdm shows in alphabetical order
+        bar.set_postfix(
+            **{name: format(metrics[key], spec) for name, (key, spec) in shown.items()}
+        )
+        bar.update(1)
+        if epoch + 1 == estimator.epochs:
+            bar.close()
+
+    return on_epoch_end
 
 
 def create_architecture(name: str, options: dict[str, Any]) -> Architecture:

@@ -41,8 +41,16 @@ from .estimator import (
     _flatten_images,
     _input_scaling,
     check_training_settings,
+    progress_bar,
     scaling_groups,
 )
+
+# The metrics the progress bar shows: shown name -> (metric, format).
+_PROGRESS_METRICS = {
+    "recon": ("reconstruction", ".4g"),
+    "cls": ("classification", ".3f"),
+    "acc": ("discriminator_accuracy", ".2f"),
+}
 
 
 class _CategoricalAAE(TransformerMixin, BaseEstimator):
@@ -113,27 +121,8 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
                 trainer = CategoricalTrainer(
                     module, rows, row_labels, self._training_config(**extra), generator
                 )
-                self.history_ = trainer.fit(self._progress())
+                self.history_ = trainer.fit(progress_bar(self, _PROGRESS_METRICS))
         self.module_, self.device_, self.input_shape_ = module, device, input_shape
-
-    def _progress(self):
-        if not self.verbose:
-            return None
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=self.epochs, desc="fit", unit="epoch")
-
-        def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
-            bar.set_postfix(
-                recon=f"{metrics['reconstruction']:.4g}",
-                cls=f"{metrics['classification']:.3f}",
-                acc=f"{metrics['discriminator_accuracy']:.2f}",
-            )
-            bar.update(1)
-            if epoch + 1 == self.epochs:
-                bar.close()
-
-        return on_epoch_end
 
     def _encoded(self, X) -> tuple[np.ndarray | None, np.ndarray]:
         """Class probabilities and style codes of new rows."""
