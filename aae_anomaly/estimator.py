@@ -49,6 +49,13 @@ FLOAT64_MAX = float(np.finfo(np.float64).max)
 # are scored as if they were at this distance: such rows score far above any threshold,
 # and their scores stay finite instead of overflowing float32 in the networks.
 SATURATION = 1e6
+# The metrics the progress bar shows: shown name -> (metric, format).
+_PROGRESS_METRICS = {
+    "recon": ("reconstruction", ".4g"),
+    "disc": ("discriminator", ".3f"),
+    "gen": ("generator", ".3f"),
+    "acc": ("discriminator_accuracy", ".2f"),
+}
 
 
 class ExtremeValueWarning(UserWarning):
@@ -246,12 +253,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             else self._checkpoint(checkpoint_dir, train_rows, resume, train_classes)
         )
 
-        architecture = create_architecture(self.encoder, self.encoder_params or {})
-        input_shape = tuple(image_shape or self.input_shape or ())
-        if input_shape:
-            architecture.check_input_shape(input_shape, X.shape[1])
-        else:
-            input_shape = architecture.infer_input_shape(X.shape[1])
+        architecture, input_shape = _architecture_and_input_shape(self, image_shape, X.shape[1])
         self.latent_dim_ = self._resolved_latent_dim(X.shape[1])
         prior = create_prior(self.prior, self.latent_dim_, self.prior_params or {})
         self.__dict__.pop("normal_classes_", None)
@@ -475,7 +477,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         return checkpoint
 
     def _epoch_callback(self, trainer: Trainer, checkpoint):
-        progress = self._progress(initial=trainer.epoch)
+        progress = progress_bar(self, _PROGRESS_METRICS, initial=trainer.epoch)
         if checkpoint is None:
             return progress
 
@@ -483,26 +485,6 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             checkpoint.save(trainer)
             if progress is not None:
                 progress(epoch, metrics)
-
-        return on_epoch_end
-
-    def _progress(self, initial: int = 0):
-        if not self.verbose:
-            return None
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=self.epochs, initial=initial, desc="fit", unit="epoch")
-
-        def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
-            bar.set_postfix(
-                recon=f"{metrics['reconstruction']:.4g}",
-                disc=f"{metrics['discriminator']:.3f}",
-                gen=f"{metrics['generator']:.3f}",
-                acc=f"{metrics['discriminator_accuracy']:.2f}",
-            )
-            bar.update(1)
-            if epoch + 1 == self.epochs:
-                bar.close()
 
         return on_epoch_end
 
@@ -555,16 +537,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
 
     # -- scoring ---------------------------------------------------------------------------
     def _validated_rows(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X, image_shape = _flatten_images(X)
-        if image_shape is not None and image_shape != self.input_shape_:
-            raise ValueError(
-                f"images have shape {image_shape} but the model was fitted on "
-                f"{self.input_shape_}"
-            )
-        X = validate_data(
-            self, X, dtype=[np.float64, np.float32], reset=False, ensure_all_finite=False
-        )
+        X = _fitted_rows(self, X, ensure_all_finite=False)
         _check_values(X, getattr(self, "feature_names_in_", None), limit=FLOAT64_MAX)
         return self._saturated(X)
 
@@ -695,11 +668,48 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         return rows.double().cpu().numpy()
 
 
+def progress_bar(estimator, shown: dict[str, tuple[str, str]], initial: int = 0):
+    """An epoch callback that advances a progress bar of ``estimator.epochs`` epochs and
+    shows the metrics in ``shown`` (shown name -> (metric, format)); ``None`` unless the
+    estimator is verbose."""
+    if not estimator.verbose:
+        return None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=estimator.epochs, initial=initial, desc="fit", unit="epoch")
+
+    def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+        # keyword arguments, which tqdm shows in alphabetical order
+        bar.set_postfix(
+            **{name: format(metrics[key], spec) for name, (key, spec) in shown.items()}
+        )
+        bar.update(1)
+        if epoch + 1 == estimator.epochs:
+            bar.close()
+
+    return on_epoch_end
+
+
 def create_architecture(name: str, options: dict[str, Any]) -> Architecture:
     """Build the encoder architecture plugin ``name`` with ``options``."""
     architecture = get_plugin_manager().create("encoder", name, **options)
     _check_built("encoder", name, architecture, Architecture)
     return architecture
+
+
+def _architecture_and_input_shape(
+    estimator, image_shape: tuple[int, ...] | None, n_features: int
+) -> tuple[Architecture, tuple[int, ...]]:
+    """The estimator's encoder architecture, and the per-sample input shape: that of the
+    images in ``X``, else the ``input_shape`` parameter (checked against ``n_features``),
+    else the architecture's inference from ``n_features``."""
+    architecture = create_architecture(estimator.encoder, estimator.encoder_params or {})
+    input_shape = tuple(image_shape or estimator.input_shape or ())
+    if input_shape:
+        architecture.check_input_shape(input_shape, n_features)
+    else:
+        input_shape = architecture.infer_input_shape(n_features)
+    return architecture, input_shape
 
 
 def create_prior(name: str, latent_dim: int, options: dict[str, Any]) -> Prior:
@@ -724,6 +734,11 @@ def _check_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _check_positive_number(name: str, value: Any) -> None:
+    if not isinstance(value, numbers.Real) or not 0 < value < np.inf:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
 def _flatten_images(X):
     """A 4-D array ``(n, channels, height, width)`` becomes flat rows plus its image shape."""
     if hasattr(X, "ndim") and not hasattr(X, "columns"):
@@ -745,6 +760,22 @@ def _flatten_images(X):
                 "(n_samples, n_features) or images (n_samples, channels, height, width)"
             )
     return X, None
+
+
+def _fitted_rows(estimator, X, ensure_all_finite: bool = True) -> np.ndarray:
+    """New rows for a fitted estimator: images flattened and checked against the fitted
+    input shape, then validated against the columns it was fitted on."""
+    check_is_fitted(estimator)
+    X, image_shape = _flatten_images(X)
+    if image_shape is not None and image_shape != estimator.input_shape_:
+        raise ValueError(
+            f"images have shape {image_shape} but the model was fitted on "
+            f"{estimator.input_shape_}"
+        )
+    return validate_data(
+        estimator, X, dtype=[np.float64, np.float32], reset=False,
+        ensure_all_finite=ensure_all_finite,
+    )
 
 
 def _describe_columns(columns: np.ndarray, names) -> str:
@@ -782,9 +813,7 @@ def _check_values(X: np.ndarray, names, limit: float) -> None:
 def check_training_settings(estimator) -> None:
     """The learning rates and the reconstruction loss every AAE estimator takes."""
     for name in ("lr_autoencoder", "lr_discriminator", "lr_generator"):
-        value = getattr(estimator, name)
-        if not isinstance(value, numbers.Real) or not 0 < value < np.inf:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
+        _check_positive_number(name, getattr(estimator, name))
     if estimator.reconstruction_loss not in RECONSTRUCTION_LOSSES:
         raise ValueError(
             f"reconstruction_loss must be one of {RECONSTRUCTION_LOSSES}, "

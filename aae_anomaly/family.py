@@ -34,13 +34,23 @@ from .engine.categorical import (
 from .engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
 from .estimator import (
     SCORING_BATCH_SIZE,
+    _architecture_and_input_shape,
     _check_int,
+    _check_positive_number,
+    _fitted_rows,
     _flatten_images,
     _input_scaling,
     check_training_settings,
-    create_architecture,
+    progress_bar,
     scaling_groups,
 )
+
+# The metrics the progress bar shows: shown name -> (metric, format).
+_PROGRESS_METRICS = {
+    "recon": ("reconstruction", ".4g"),
+    "cls": ("classification", ".3f"),
+    "acc": ("discriminator_accuracy", ".2f"),
+}
 
 
 class _CategoricalAAE(TransformerMixin, BaseEstimator):
@@ -88,12 +98,7 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
     ) -> None:
         """Train the networks on validated rows ``X``; ``labels`` holds class indices, or
         :data:`UNLABELLED`."""
-        architecture = create_architecture(self.encoder, self.encoder_params or {})
-        input_shape = tuple(image_shape or self.input_shape or ())
-        if input_shape:
-            architecture.check_input_shape(input_shape, X.shape[1])
-        else:
-            input_shape = architecture.infer_input_shape(X.shape[1])
+        architecture, input_shape = _architecture_and_input_shape(self, image_shape, X.shape[1])
         infers = self._infers_category
         code_size = self.style_dim + (n_categories if infers else 0)
         rng = check_random_state(self.random_state)
@@ -116,38 +121,12 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
                 trainer = CategoricalTrainer(
                     module, rows, row_labels, self._training_config(**extra), generator
                 )
-                self.history_ = trainer.fit(self._progress())
+                self.history_ = trainer.fit(progress_bar(self, _PROGRESS_METRICS))
         self.module_, self.device_, self.input_shape_ = module, device, input_shape
-
-    def _progress(self):
-        if not self.verbose:
-            return None
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=self.epochs, desc="fit", unit="epoch")
-
-        def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
-            bar.set_postfix(
-                recon=f"{metrics['reconstruction']:.4g}",
-                cls=f"{metrics['classification']:.3f}",
-                acc=f"{metrics['discriminator_accuracy']:.2f}",
-            )
-            bar.update(1)
-            if epoch + 1 == self.epochs:
-                bar.close()
-
-        return on_epoch_end
 
     def _encoded(self, X) -> tuple[np.ndarray | None, np.ndarray]:
         """Class probabilities and style codes of new rows."""
-        check_is_fitted(self)
-        X, image_shape = _flatten_images(X)
-        if image_shape is not None and image_shape != self.input_shape_:
-            raise ValueError(
-                f"images have shape {image_shape} but the model was fitted on "
-                f"{self.input_shape_}"
-            )
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = _fitted_rows(self, X)
         with flush_denormals(), compute_threads(self.module_, self.device_) as workers:
             return encode_categorical(self.module_, X, SCORING_BATCH_SIZE, self.device_, workers)
 
@@ -369,8 +348,7 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
     def fit(self, X, y):
         """Fit on rows ``X``; ``y`` holds each row's class, or ``-1`` when unlabelled."""
         X, image_shape = self._validated_training_rows(X)
-        if not isinstance(self.label_weight, numbers.Real) or not 0 < self.label_weight < np.inf:
-            raise ValueError(f"label_weight must be a positive number, got {self.label_weight!r}")
+        _check_positive_number("label_weight", self.label_weight)
         _check_int("labelled_batch_size", self.labelled_batch_size)
         _check_non_negative("balance_weight", self.balance_weight)
         y = _targets(X, y, check=False)
@@ -476,14 +454,7 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
     def fit(self, X, y=None):
         """Cluster the rows of ``X``; ``y`` is not used."""
         X, image_shape = self._validated_training_rows(X)
-        if (
-            isinstance(self.n_clusters, bool)
-            or not isinstance(self.n_clusters, numbers.Integral)
-            or self.n_clusters < 1
-        ):
-            raise ValueError(
-                f"n_clusters must be a positive integer, got {self.n_clusters!r}"
-            )
+        _check_int("n_clusters", self.n_clusters)
         _check_non_negative("balance_weight", self.balance_weight)
         self._fit_network(
             X, image_shape, None, int(self.n_clusters), balance_weight=float(self.balance_weight)
