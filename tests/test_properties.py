@@ -109,6 +109,22 @@ def test_save_and_load_score_bit_identically(tmp_path, n_features, scale, loss, 
     np.testing.assert_array_equal(loaded.predict(X), detector.predict(X))
 
 
+def _selections():
+    """Every way the search can select, as (name, patches to force it): the compiled
+    kernel (when numba is installed), and without it NumPy's introselect (the CPU's) and
+    torch.topk (other devices')."""
+    from aae_anomaly import neighbors
+
+    without_kernel = unittest.mock.patch.object(neighbors, "compiled_selection", lambda: None)
+    for select in (neighbors._smallest_by_numpy, neighbors._smallest_by_topk):
+        forced = unittest.mock.patch.object(
+            neighbors, "_selection_for", lambda device, select=select: select
+        )
+        yield select.__name__, (without_kernel, forced)
+    if neighbors.compiled_selection() is not None:
+        yield "compiled", ()
+
+
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(
     n_reference=st.integers(1, 5000),
@@ -120,9 +136,11 @@ def test_save_and_load_score_bit_identically(tmp_path, n_features, scale, loss, 
 def test_neighbour_distances_equal_a_brute_force_search(
     n_reference, k, duplicates, n_queries, seed
 ):
-    """The staged selection finds the same neighbours as sorting every distance: with
-    few reference rows (one selection) and many (groups, subgroups, padding), with
-    duplicated rows (ties), and over several query blocks."""
+    """Every selection finds the same neighbours as sorting every distance: with few
+    reference rows (one selection) and many (groups, lanes, padding), with duplicated rows
+    (ties), and over several query blocks."""
+    import contextlib
+
     import torch
 
     from aae_anomaly import neighbors
@@ -134,9 +152,9 @@ def test_neighbour_distances_equal_a_brute_force_search(
     queries = torch.randn(n_queries, 6, generator=generator)
     exact = torch.cdist(queries.double(), reference.double())
     expected = exact.topk(min(k, n_reference), dim=1, largest=False).values.mean(dim=1)
-    # the CPU selects with NumPy, other devices with torch.topk: check both ways here
-    for select in (neighbors._smallest_by_numpy, neighbors._smallest_by_topk):
-        choose = lambda device, select=select: select  # noqa: E731
-        with unittest.mock.patch.object(neighbors, "_selection_for", choose):
+    for name, patches in _selections():
+        with contextlib.ExitStack() as stack:
+            for patch in patches:
+                stack.enter_context(patch)
             found = neighbors.NeighborSearch(reference, k).mean_distance(queries)
-        torch.testing.assert_close(found.double(), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(found.double(), expected, rtol=1e-5, atol=1e-5, msg=name)

@@ -1,0 +1,57 @@
+"""The neighbour search's compiled selection (the ``fast`` extra): it picks the same values
+as a full sort, it changes no score, and without numba the search still works. The search
+against brute force, for every selection, is in test_properties.py."""
+
+import sys
+import unittest.mock
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from aae_anomaly import AAEDetector, neighbors
+
+
+@st.composite
+def rankings_and_k(draw):
+    # widths on both sides of the lane counts (16, 256), values from a few integers so
+    # that ties are common
+    width = draw(st.sampled_from([1, 2, 15, 16, 17, 100, 255, 256, 257, 600, 4099]))
+    rows = draw(st.integers(1, 6))
+    values = draw(
+        arrays(np.float32, (rows, width), elements=st.integers(-20, 20).map(float))
+    )
+    return values, draw(st.integers(1, min(width, 12)))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(rankings_and_k())
+def test_the_kernel_picks_each_rows_k_smallest_values(ranking_and_k):
+    kernel = pytest.importorskip("aae_anomaly.selection_kernel")
+    ranking, k = ranking_and_k
+    columns = np.full((len(ranking), k), -1, dtype=np.int64)
+    kernel.smallest_columns(ranking, k, columns)
+    assert all(len(set(row)) == k for row in columns)  # k distinct columns, all written
+    picked = np.sort(np.take_along_axis(ranking, columns, axis=1), axis=1)
+    np.testing.assert_array_equal(picked, np.sort(ranking, axis=1)[:, :k])
+
+
+def test_the_fast_extra_changes_no_score():
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 5))
+    detector = AAEDetector(latent_dim=2, epochs=2, random_state=0).fit(X)
+    rows = rng.normal(size=(5000, 5))
+    compiled = detector.score_samples(rows)
+    with unittest.mock.patch.object(neighbors, "compiled_selection", lambda: None):
+        without = detector.score_samples(rows)
+    np.testing.assert_array_equal(compiled, without)
+
+
+def test_without_numba_the_search_selects_with_torch():
+    with unittest.mock.patch.dict(sys.modules, {"numba": None}):  # import numba fails
+        sys.modules.pop("aae_anomaly.selection_kernel", None)
+        assert neighbors.compiled_selection.__wrapped__() is None
+    sys.modules.pop("aae_anomaly.selection_kernel", None)
