@@ -7,17 +7,20 @@ Parts (``--parts``, all by default):
 ``search``
     one thread, 4,096 queries against 4,096 reference rows of width 40 (the default
     model's (code, residual) coordinates on 32 features), k = 5: milliseconds per 4,096
-    queries (best of 15), and ``torch.profiler``'s split of one call by operation.
+    queries (best of 15), with the compiled selection (numba, the ``fast`` extra) and
+    without it, and ``torch.profiler``'s split of one call by operation.
     With a checkout from before ``aae_anomaly/neighbors.py`` first on ``PYTHONPATH`` it
     times that version's search instead: how the "before" figures in
     ``docs/performance.md`` were taken (commit 7d492c5).
 ``selection``
-    the k = 5 smallest of 64 values in each of 4,096 rows, one thread: NumPy's
+    one thread: the k = 5 smallest of 4,096 ranking values in each of 4,096 rows, by the
+    compiled kernel and by the staged torch/NumPy selection; and the k = 5 smallest of 64
+    values in each of 4,096 rows (the staged selection's group stage), NumPy's
     ``argpartition`` (what the CPU uses) against ``torch.topk``.
 ``blocks``
     end to end, rows per second scoring 1,000,000 rows of 32 features with the default
-    score (detector fitted on 20,000 rows), best of 3 passes, for query blocks of 256, 512 and
-    1,024 rows.
+    score (detector fitted on 20,000 rows), best of 3 passes, for query blocks of 64 to
+    1,024 rows (of the selection in use).
 ``threads``
     the same scoring on one thread, on two threads (the default on two cores), and in two
     processes at once with one thread each: how much the two threads of one process lose to
@@ -43,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 K = 5
 REFERENCE_ROWS, WIDTH, QUERIES = 4096, 40, 4096
 SCORED_ROWS, FIT_ROWS, FEATURES = 1_000_000, 20_000, 32
-BLOCKS = (256, 512, 1024)
+BLOCKS = (64, 128, 256, 512, 1024)
 
 
 def best_seconds(call, repeats: int) -> float:
@@ -71,6 +74,27 @@ def search_call(reference: torch.Tensor):
     return "aae_anomaly.neighbors.NeighborSearch", search.mean_distance
 
 
+def without_kernel():
+    """Within it, searches select with torch and NumPy, as without numba installed."""
+    import unittest.mock
+
+    from aae_anomaly import neighbors
+
+    return unittest.mock.patch.object(neighbors, "compiled_selection", lambda: None)
+
+
+def kernel_state() -> str:
+    try:
+        from aae_anomaly.neighbors import compiled_selection
+    except ImportError:  # a checkout from before the kernel
+        return "no compiled selection in this version"
+    if compiled_selection() is None:
+        return "numba not installed: staged torch/NumPy selection"
+    import numba
+
+    return f"compiled selection (numba {numba.__version__})"
+
+
 def part_search() -> list[str]:
     from torch.profiler import profile
 
@@ -85,15 +109,25 @@ def part_search() -> list[str]:
             start = time.perf_counter()
             call(queries)
             profiled = time.perf_counter() - start
+        timings = [f"- {kernel_state()} (the default here): **{seconds * 1e3:.1f} ms**"]
+        if "compiled selection (" in timings[0]:
+            with without_kernel():
+                _, staged = search_call(reference)
+                staged_seconds = best_seconds(lambda: staged(queries), 15)
+            timings.append(
+                f"- without it (staged torch/NumPy selection): {staged_seconds * 1e3:.1f} ms"
+            )
     events = sorted(profiler.key_averages(), key=lambda e: -e.self_cpu_time_total)
     in_ops = sum(e.self_cpu_time_total for e in events) / 1e6
     lines = [
         "## The search, one thread",
         "",
         f"`{name}`, {QUERIES:,} queries against {REFERENCE_ROWS:,} reference rows of width "
-        f"{WIDTH}, k = {K}: **{seconds * 1e3:.1f} ms** (best of 15).",
+        f"{WIDTH}, k = {K}, best of 15:",
         "",
-        "One call under `torch.profiler` (which slows it), by operation:",
+        *timings,
+        "",
+        "One call of the default under `torch.profiler` (which slows it), by operation:",
         "",
         "| operation | calls | ms | share |",
         "|---|---|---|---|",
@@ -106,31 +140,69 @@ def part_search() -> list[str]:
         )
     outside = profiled - in_ops
     lines += [
-        f"| outside torch's operations (NumPy's selection, Python) | | {outside * 1e3:.2f} | "
-        f"{outside / profiled:.0%} |",
+        f"| outside torch's operations (the compiled or NumPy selection, Python) | | "
+        f"{outside * 1e3:.2f} | {outside / profiled:.0%} |",
         "",
     ]
     return lines
 
 
 def part_selection() -> list[str]:
-    from aae_anomaly.neighbors import _smallest_by_numpy, _smallest_by_topk
+    from aae_anomaly.neighbors import NeighborSearch, _smallest_by_numpy, _smallest_by_topk
 
     torch.set_num_threads(1)
-    values = torch.randn(QUERIES, 64, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.randn(REFERENCE_ROWS, WIDTH, generator=generator)
+    queries = torch.ones(QUERIES, WIDTH + 1)
+    queries[:, :-1] = torch.randn(QUERIES, WIDTH, generator=generator)
     rows = []
+    searches = [("staged torch/NumPy selection", without_kernel)]
+    if "compiled selection (" in kernel_state():
+        searches.insert(0, ("compiled kernel (`aae_anomaly/selection_kernel.py`)", None))
+    for label, context in searches:
+        if context is None:
+            search = NeighborSearch(reference, K)
+        else:
+            with context():
+                search = NeighborSearch(reference, K)
+        step = search.block_rows
+        ranking = torch.empty(step, search._ranking_reference.shape[1])
+
+        def products(select, search=search, step=step, ranking=ranking):
+            for start in range(0, QUERIES, step):
+                torch.mm(queries[start : start + step], search._ranking_reference, out=ranking)
+                if select:  # right after its product, as the search does: still in cache
+                    search.nearest(ranking)
+
+        alone = best_seconds(lambda products=products: products(False), 15)
+        both = best_seconds(lambda products=products: products(True), 15)
+        rows.append(
+            f"| {label} | {step} | {alone * 1e3:.2f} | {both * 1e3:.2f} | "
+            f"{(both - alone) * 1e3:.2f} |"
+        )
+    values = torch.randn(QUERIES, 64, generator=generator)
+    small = []
     for label, select in (("NumPy `argpartition`", _smallest_by_numpy),
                           ("`torch.topk`", _smallest_by_topk)):
         seconds = best_seconds(lambda select=select: select(values, K), 30)
-        rows.append(f"| {label} | {seconds * 1e3:.2f} |")
+        small.append(f"| {label} | {seconds * 1e3:.2f} |")
     return [
         "## Selection of the k smallest, one thread",
         "",
-        f"k = {K} smallest of 64 values in each of {QUERIES:,} rows (the group stage):",
+        f"k = {K} smallest of the {REFERENCE_ROWS:,} ranking values of each of {QUERIES:,} "
+        "queries: the block products alone, then each followed by the selection over its "
+        "block (ms, best of 15):",
+        "",
+        "| selection | rows per block | products | products and selection | selection |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Inside the staged selection, k = {K} smallest of 64 values in each of "
+        f"{QUERIES:,} rows (the group stage):",
         "",
         "| selection | ms |",
         "|---|---|",
-        *rows,
+        *small,
         "",
     ]
 
@@ -142,8 +214,9 @@ def scoring_rows_per_second(threads: int, block_rows: int | None = None) -> floa
     from aae_anomaly import AAEDetector
 
     torch.set_num_threads(threads)
-    if block_rows is not None:
-        neighbors.QUERY_BLOCK_ROWS = block_rows
+    if block_rows is not None:  # the block size of the selection in use
+        compiled = getattr(neighbors, "compiled_selection", lambda: None)() is not None
+        setattr(neighbors, "COMPILED_BLOCK_ROWS" if compiled else "QUERY_BLOCK_ROWS", block_rows)
     rng = np.random.default_rng(0)
     detector = AAEDetector(
         encoder_params={"hidden": [64, 32]}, latent_dim=8, epochs=1, random_state=0
@@ -168,11 +241,13 @@ def result(child: subprocess.Popen) -> float:
 
 
 def part_blocks() -> list[str]:
+    state = kernel_state()
+    constant = "COMPILED_BLOCK_ROWS" if "compiled selection (" in state else "QUERY_BLOCK_ROWS"
     lines = [
         "## Query block size, end to end",
         "",
-        f"Rows/s scoring {SCORED_ROWS:,} rows (default score, two threads), by rows per "
-        "block (`aae_anomaly.neighbors.QUERY_BLOCK_ROWS`):",
+        f"Rows/s scoring {SCORED_ROWS:,} rows (default score, two threads; {state}), by "
+        f"rows per block (`aae_anomaly.neighbors.{constant}`):",
         "",
         "| rows per block | rows/s |",
         "|---|---|",
@@ -199,8 +274,9 @@ def part_threads() -> list[str]:
         f"| two processes at once, one thread each (sum) | {sum(apart):,.0f} | "
         f"{sum(apart) / one:.2f} |",
         "",
-        "The two threads of one process share the GIL, which each holds between the "
-        "search's many small operations; two processes share only the hardware.",
+        f"With {kernel_state()}. The two threads of one process share the GIL, which "
+        "each holds between the search's operations; two processes share only the "
+        "hardware.",
         "",
     ]
 

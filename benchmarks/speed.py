@@ -204,7 +204,13 @@ def machine() -> dict:
     import torch
 
     import aae_anomaly
+    from aae_anomaly.neighbors import compiled_selection
 
+    numba = "not installed (staged torch/NumPy neighbour selection)"
+    if compiled_selection() is not None:
+        import numba as numba_module
+
+        numba = f"{numba_module.__version__} (compiled neighbour selection)"
     cpu = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
@@ -220,7 +226,7 @@ def machine() -> dict:
         "versions": (
             f"Python {platform.python_version()}, torch {torch.__version__}, "
             f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
-            f"PyOD {pyod.__version__}, aae-anomaly {aae_anomaly.__version__}"
+            f"PyOD {pyod.__version__}, numba {numba}, aae-anomaly {aae_anomaly.__version__}"
         ),
     }
 
