@@ -27,9 +27,9 @@ import torch
 # which rows it is scored with). 512 measured fastest here: 128 and 256 pay more per-call
 # overhead in the selection, 1,024 and more no longer gain.
 QUERY_BLOCK_ROWS = 512
-# The same with the compiled selection, which costs nothing per call from Python, so the
-# blocks can be small enough for the ranking to stay in the core's caches: 256 (4 MB with
-# 4,096 reference rows) measured fastest, 64 and 1,024 slower by 5 to 10%.
+# The same with the compiled selection, which costs little per call from Python: 256
+# measured fastest end to end (405,000 rows/s; 64, 128, 512 and 1,024 rows: 368,000 to
+# 400,000; docs/neighbor-search.md).
 COMPILED_BLOCK_ROWS = 256
 # Reference rows per group, and rows per subgroup inside a candidate group (see nearest).
 GROUP = 64
