@@ -20,9 +20,7 @@ def rankings_and_k(draw):
     # that ties are common
     width = draw(st.sampled_from([1, 2, 15, 16, 17, 100, 255, 256, 257, 600, 4099]))
     rows = draw(st.integers(1, 6))
-    values = draw(
-        arrays(np.float32, (rows, width), elements=st.integers(-20, 20).map(float))
-    )
+    values = draw(arrays(np.float32, (rows, width), elements=st.integers(-20, 20).map(float)))
     return values, draw(st.integers(1, min(width, 12)))
 
 
@@ -36,6 +34,21 @@ def test_the_kernel_picks_each_rows_k_smallest_values(ranking_and_k):
     assert all(len(set(row)) == k for row in columns)  # k distinct columns, all written
     picked = np.sort(np.take_along_axis(ranking, columns, axis=1), axis=1)
     np.testing.assert_array_equal(picked, np.sort(ranking, axis=1)[:, :k])
+
+
+def test_the_kernel_returns_valid_columns_for_rows_with_nan():
+    # NaN fails every comparison the filters make; the kernel must still write k distinct
+    # columns, since the search gathers reference rows by them
+    kernel = pytest.importorskip("aae_anomaly.selection_kernel")
+    ranking = np.random.default_rng(0).normal(size=(3, 600)).astype(np.float32)
+    ranking[0] = np.nan
+    ranking[1, ::2] = np.nan
+    columns = np.full((3, 5), -1, dtype=np.int64)
+    kernel.smallest_columns(ranking, 5, columns)
+    assert all(len(set(row)) == 5 for row in columns)
+    assert columns.min() >= 0 and columns.max() < 600
+    # the NaN-free row is unaffected
+    np.testing.assert_array_equal(np.sort(ranking[2, columns[2]]), np.sort(ranking[2])[:5])
 
 
 def test_the_fast_extra_changes_no_score():
