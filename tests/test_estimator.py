@@ -10,8 +10,15 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from aae_anomaly import AAEDetector, load_dataset
+from aae_anomaly import (
+    AAEClassifier,
+    AAEClustering,
+    AAEDetector,
+    SupervisedAAE,
+    load_dataset,
+)
 
 
 @parametrize_with_checks([AAEDetector(epochs=3, random_state=0)])
@@ -351,6 +358,73 @@ def test_auto_device_is_cpu_without_cuda(small_rows):
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert detector.device_.type == expected
 
+
+
+class HostReads(TorchDispatchMode):
+    """Counts the operations that, on a GPU, make the host wait for the device to read a
+    value back: ``.item()``, ``bool()``, ``float()`` of a tensor, and the operations
+    whose output size depends on the data."""
+
+    OPERATIONS = {
+        "aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select",
+        "aten::_unique2", "aten::unique_consecutive", "aten::unique_dim", "aten::equal",
+    }
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func._schema.name in self.OPERATIONS
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params"),
+    [
+        (AAEDetector, {}),
+        (AAEDetector, {"prior": "mixture"}),
+        (SupervisedAAE, {}),
+        (AAEClassifier, {}),
+        (AAEClustering, {}),
+    ],
+    ids=["detector", "detector-mixture-prior", "supervised", "classifier", "clustering"],
+)
+def test_training_reads_nothing_back_inside_the_batch_loop(estimator, params, small_rows):
+    # what would stall a GPU batch after batch: counted on any device, the reads of a fit
+    # must not grow with the number of batches (2 against 15 per epoch)
+    labels = (small_rows[:, 0] > 0).astype(int)
+    counts = []
+    for batch_size in (60, 8):
+        model = estimator(epochs=2, batch_size=batch_size, random_state=0, **params)
+        with HostReads() as reads:
+            if estimator is AAEDetector:
+                model.fit(small_rows)
+            else:
+                model.fit(small_rows, labels)
+        counts.append(reads.count)
+    assert counts[0] == counts[1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_cuda_never_synchronizes_inside_the_batch_loop(small_rows):
+    # the same, checked by CUDA itself: a synchronizing call raises while the mode is on
+    from aae_anomaly.engine import training
+
+    original = training.Trainer.run_epoch
+
+    def strict_run_epoch(self):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return original(self)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training.Trainer, "run_epoch", strict_run_epoch)
+        detector = AAEDetector(epochs=2, batch_size=8, device="cuda", random_state=0)
+        detector.fit(small_rows)
+    assert detector.device_.type == "cuda"
 
 def test_neighbors_component_is_the_mean_distance_in_code_residual_space(small_rows):
     from sklearn.neighbors import NearestNeighbors
