@@ -27,9 +27,10 @@ import torch
 # which rows it is scored with). 512 measured fastest here: 128 and 256 pay more per-call
 # overhead in the selection, 1,024 and more no longer gain.
 QUERY_BLOCK_ROWS = 512
-# The same with the compiled selection, which costs little per call from Python: 256
-# measured fastest end to end (405,000 rows/s; 64, 128, 512 and 1,024 rows: 368,000 to
-# 400,000; docs/neighbor-search.md).
+# The same with the compiled selection, which costs little per call from Python. From 64
+# to 1,024 rows all score within this machine's noise (400,000 to 427,000 rows/s,
+# docs/neighbor-search.md; alternating runs of 256 and 512 rows differed by 3%); 256 keeps
+# a call for a few rows cheap, since such a call still searches one whole block.
 COMPILED_BLOCK_ROWS = 256
 # Reference rows per group, and rows per subgroup inside a candidate group (see nearest).
 GROUP = 64
