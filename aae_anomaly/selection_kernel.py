@@ -52,13 +52,14 @@ def smallest_columns(ranking: np.ndarray, k: int, out: np.ndarray) -> None:
     lanes = np.empty(n_lanes, np.int64)
     columns = np.empty(width, np.int64)
     smallest = np.empty(k, np.float32)
+    kept = np.empty(k, np.int64)  # scratch for the bounds
     for i in range(ranking.shape[0]):
         row = ranking[i]
         _lane_minima(row, minima)
         _lane_minima(minima, super_minima)
-        bound = _kth_smallest(super_minima, every_super_lane, k, smallest)
+        bound = _kth_smallest(super_minima, every_super_lane, k, smallest, kept)
         n = _members_at_most(minima, every_super_lane, n_super, super_minima, bound, lanes)
-        bound = _kth_smallest(minima, lanes[:n], k, smallest)
+        bound = _kth_smallest(minima, lanes[:n], k, smallest, kept)
         n = _members_at_most(row, lanes[:n], n_lanes, minima, bound, columns)
         if n < k:  # only where comparisons fail, with NaN: then any k columns will do
             _smallest_of(row, every_column, k, smallest, out[i])
@@ -95,30 +96,20 @@ def _members_at_most(values, groups, n_groups, group_minima, bound, into):
 
 
 @numba.njit(inline="always")
-def _kth_smallest(values, positions, k, smallest):
+def _kth_smallest(values, positions, k, smallest, kept):
     """The ``k``-th smallest of ``values[positions]``; infinity when they are fewer
-    (every value then passes the bound)."""
+    (every value then passes the bound). ``smallest`` and ``kept``: scratch space."""
     if len(positions) < k:
         return np.float32(np.inf)
-    filled = 0
-    for position in positions:
-        value = values[position]
-        if filled < k:
-            filled += 1
-        elif not value < smallest[k - 1]:
-            continue
-        slot = filled - 1
-        while slot > 0 and smallest[slot - 1] > value:
-            smallest[slot] = smallest[slot - 1]
-            slot -= 1
-        smallest[slot] = value
+    _smallest_of(values, positions, k, smallest, kept)
     return smallest[k - 1]
 
 
 @numba.njit(inline="always")
 def _smallest_of(values, positions, k, smallest, kept):
-    """The positions of the ``k`` smallest of ``values[positions]`` into ``kept``
-    (``len(positions) >= k``): an insertion sort of the ``k`` kept so far."""
+    """The positions of the ``k`` smallest of ``values[positions]`` into ``kept``, their
+    values into ``smallest`` in ascending order (``len(positions) >= k``): an insertion
+    sort of the ``k`` kept so far."""
     filled = 0
     for position in positions:
         value = values[position]
