@@ -84,8 +84,8 @@ def _lane_minima(values, minima):
 def _members_at_most(values, groups, n_groups, group_minima, bound, into):
     """Write into ``into`` the positions in ``values`` of the members at most ``bound``
     of those ``groups`` whose minimum is (group ``g`` holds ``g, g + n_groups, ...``);
-    return how many. Each member is written and counted only if it passes, without a
-    branch: which members pass is what a branch predictor cannot guess."""
+    return how many. Every member is written, and counted only if it passes, so that no
+    branch depends on its value: which members pass is what a predictor cannot guess."""
     n = 0
     for group in groups:
         if group_minima[group] <= bound:

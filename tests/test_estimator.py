@@ -359,7 +359,6 @@ def test_auto_device_is_cpu_without_cuda(small_rows):
     assert detector.device_.type == expected
 
 
-
 class HostReads(TorchDispatchMode):
     """Counts the operations that, on a GPU, make the host wait for the device to read a
     value back: ``.item()``, ``bool()``, ``float()`` of a tensor, and the operations
@@ -425,6 +424,7 @@ def test_training_on_cuda_never_synchronizes_inside_the_batch_loop(small_rows):
         detector = AAEDetector(epochs=2, batch_size=8, device="cuda", random_state=0)
         detector.fit(small_rows)
     assert detector.device_.type == "cuda"
+
 
 def test_neighbors_component_is_the_mean_distance_in_code_residual_space(small_rows):
     from sklearn.neighbors import NearestNeighbors
