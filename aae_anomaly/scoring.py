@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .engine.inference import for_each_batch
+from .engine.inference import batch_streams, for_each_batch
 from .engine.model import AAEModule, per_sample_reconstruction_error
 from .engine.runtime import forward_flops_per_row
 from .neighbors import NeighborSearch
@@ -127,9 +127,12 @@ def raw_components(
         names = tuple(name for name in names if name in wanted)
     out = {name: np.empty(len(rows), dtype=np.float64) for name in names}
     module.eval()
+    streams = batch_streams(len(rows), batch_size, workers)
     normal_search = anomaly_search = None
     if "neighbors" in out:
-        normal_search = NeighborSearch(module.reference, n_neighbors)
+        # with too few batches to stream side by side, the threads share each batch's
+        # search instead, by far its largest part
+        normal_search = NeighborSearch(module.reference, n_neighbors, workers // streams)
         if module.anomaly_reference is not None:
             anomaly_search = NeighborSearch(module.anomaly_reference, 1)
 
@@ -165,7 +168,7 @@ def raw_components(
         for name in names:
             out[name][where] = values[name][:m].cpu().numpy()  # float32 -> 64: exact
 
-    for_each_batch(rows, batch_size, device, work, workers)
+    for_each_batch(rows, batch_size, device, work, streams)
     return out
 
 

@@ -7,7 +7,12 @@ import torch
 import aae_anomaly.estimator as estimator_module
 from aae_anomaly import AAEDetector
 from aae_anomaly.engine import runtime
-from aae_anomaly.engine.inference import encode_rows, for_each_batch, padded_batches
+from aae_anomaly.engine.inference import (
+    batch_streams,
+    encode_rows,
+    for_each_batch,
+    padded_batches,
+)
 from aae_anomaly.engine.runtime import compute_threads, forward_flops_per_row
 from aae_anomaly.scoring import raw_components
 
@@ -116,16 +121,64 @@ def test_training_on_one_thread_is_reproducible_and_restores_threads(rows):
     np.testing.assert_array_equal(first, second)
 
 
-@pytest.mark.parametrize("workers", [2, 3, 50])
-def test_batches_scored_side_by_side_equal_one_thread(fitted, rows, workers):
+@pytest.mark.parametrize(
+    ("workers", "n_rows", "batch_size"),
+    [
+        (2, 100, 4),  # 25 batches: whole batches side by side
+        (3, 100, 4),
+        (2, 2000, 1024),  # 2 batches: the threads share each batch's search blocks
+        (50, 2000, 1024),
+    ],
+)
+def test_batches_scored_side_by_side_equal_one_thread(fitted, workers, n_rows, batch_size):
     module, prior = fitted.module_, fitted.prior_
-    one = raw_components(module, prior, rows, 16, CPU, workers=1)
-    several = raw_components(module, prior, rows, 16, CPU, workers=workers)
+    rows = np.random.default_rng(5).normal(size=(n_rows, 6))
+    one = raw_components(module, prior, rows, batch_size, CPU, workers=1)
+    several = raw_components(module, prior, rows, batch_size, CPU, workers=workers)
     for name, values in one.items():
         np.testing.assert_array_equal(several[name], values)
     np.testing.assert_array_equal(
-        encode_rows(module, rows, 16, CPU, workers=workers), encode_rows(module, rows, 16, CPU)
+        encode_rows(module, rows, batch_size, CPU, workers=workers),
+        encode_rows(module, rows, batch_size, CPU),
     )
+
+
+def test_few_batches_are_not_streamed_side_by_side():
+    # three batches on two threads would leave one thread idle for a third of the call
+    assert batch_streams(3 * 4096, 4096, 2) == 1
+    assert batch_streams(8 * 4096, 4096, 2) == 2
+    assert batch_streams(100, 4096, 1) == 1
+
+
+def _score_in_child(detector, batches, results):
+    results.put([detector.score_samples(rows) for rows in batches])
+
+
+def test_scoring_works_in_a_child_forked_after_scoring(fitted, monkeypatch):
+    # the scoring threads live on between calls; a forked child has none of them and
+    # must start its own instead of waiting forever on the parent's
+    import multiprocessing
+    import queue
+
+    monkeypatch.setattr(estimator_module, "SCORING_BATCH_SIZE", 512)
+    generator = np.random.default_rng(6)
+    # 20 batches: streamed side by side; 4 batches: their search blocks shared
+    batches = [generator.normal(size=(10_000, 6)), generator.normal(size=(2_000, 6))]
+    expected = [fitted.score_samples(rows) for rows in batches]  # both kinds of threads
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_score_in_child, args=(fitted, batches, results))
+    child.start()
+    try:
+        found = results.get(timeout=120)  # read before joining: the child waits to send
+    except queue.Empty:
+        pytest.fail("scoring in the forked child hung")
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    for values, wanted in zip(found, expected, strict=True):
+        np.testing.assert_array_equal(values, wanted)
 
 
 def test_for_each_batch_visits_every_row_once_across_workers():

@@ -7,6 +7,7 @@ import unittest.mock
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -50,6 +51,26 @@ def test_the_kernel_returns_valid_columns_for_rows_with_nan():
     # the NaN-free row is unaffected
     np.testing.assert_array_equal(np.sort(ranking[2, columns[2]]), np.sort(ranking[2])[:5])
 
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "staged"])
+def test_threads_sharing_a_calls_blocks_give_the_same_distances(compiled, monkeypatch):
+    if compiled:
+        pytest.importorskip("numba")
+    else:
+        monkeypatch.setattr(neighbors, "compiled_selection", lambda: None)
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.randn(3000, 7, generator=generator)
+    queries = torch.randn(2048, 7, generator=generator)
+    one = neighbors.NeighborSearch(reference, 5)
+    # valid rows: one block, a block and a row, several blocks and a part of one
+    for n_valid in (1, one.block_rows + 1, 3 * one.block_rows + 7, 2048):
+        expected = one.mean_distance(queries, n_valid)
+        for threads in (2, 3):
+            shared = neighbors.NeighborSearch(reference, 5, threads)
+            torch.testing.assert_close(
+                shared.mean_distance(queries, n_valid), expected, rtol=0, atol=0
+            )
 
 def test_the_fast_extra_changes_no_score():
     pytest.importorskip("numba")
