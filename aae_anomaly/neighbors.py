@@ -34,6 +34,8 @@ QUERY_BLOCK_ROWS = 512
 # docs/neighbor-search.md; alternating runs of 256 and 512 rows differed by 3%); 256 keeps
 # a call for a few rows cheap, since such a call still searches one whole block.
 COMPILED_BLOCK_ROWS = 256
+# Shapes of search blocks each thread keeps buffers for (see _block_buffers).
+KEPT_SHAPES = 4
 # Reference rows per group, and rows per subgroup inside a candidate group (see nearest).
 GROUP = 64
 SUBGROUP = 8
@@ -175,17 +177,22 @@ class NeighborSearch:
     def _block_buffers(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """This thread's query and ranking blocks, kept from search to search: a fresh
         ranking block (2 to 4 MB) costs page faults, measured at 5-10% of a large search
-        and at 1.5 to 14 ms for each small one here. A thread keeps one pair, for the
-        last shapes it searched with."""
+        and at 1.5 to 14 ms for each small one here. A thread keeps a pair for each of the
+        last :data:`KEPT_SHAPES` shapes it searched with (a scoring call may alternate
+        two searches, against the normal rows and against known anomalies)."""
         key = (queries.device, queries.dtype, queries.shape[1], self.block_rows,
                self._ranking_reference.shape[1])
-        buffers = getattr(_BLOCKS, "blocks", None)
-        if buffers is None or buffers[0] != key:
+        kept = _BLOCKS.__dict__.setdefault("by_shape", {})
+        buffers = kept.pop(key, None)
+        if buffers is None:
             rows = self.block_rows
             augmented = queries.new_ones((rows, queries.shape[1] + 1))
             ranking = queries.new_empty((rows, self._ranking_reference.shape[1]))
-            buffers = _BLOCKS.blocks = (key, augmented, ranking)
-        return buffers[1], buffers[2]
+            buffers = (augmented, ranking)
+            if len(kept) >= KEPT_SHAPES:
+                del kept[next(iter(kept))]  # the least recently used
+        kept[key] = buffers  # now the most recently used
+        return buffers
 
 
 # each thread's reused search blocks (see NeighborSearch._block_buffers)

@@ -72,6 +72,20 @@ def test_threads_sharing_a_calls_blocks_give_the_same_distances(compiled, monkey
                 shared.mean_distance(queries, n_valid), expected, rtol=0, atol=0
             )
 
+
+def test_alternating_searches_keep_their_buffers():
+    # a scoring call alternates the search against the normal rows with the one against
+    # known anomalies; neither may push the other's buffers out (a new 4 MB buffer costs
+    # page faults), while a thread keeps at most KEPT_SHAPES pairs
+    queries = torch.randn(8, 3)
+    searches = [neighbors.NeighborSearch(torch.randn(n, 3), 1) for n in (50, 60)]
+    first = [search._block_buffers(queries) for search in searches]
+    again = [search._block_buffers(queries) for search in searches]
+    assert all(a[1] is b[1] for a, b in zip(first, again, strict=True))
+    for n in range(70, 70 + neighbors.KEPT_SHAPES):
+        neighbors.NeighborSearch(torch.randn(n, 3), 1)._block_buffers(queries)
+    assert searches[0]._block_buffers(queries)[1] is not first[0][1]
+
 def test_the_fast_extra_changes_no_score():
     pytest.importorskip("numba")
     rng = np.random.default_rng(0)
