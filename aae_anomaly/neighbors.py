@@ -22,7 +22,7 @@ import threading
 import numpy as np
 import torch
 
-from .engine.inference import long_lived_threads
+from .engine.runtime import long_lived_threads, worker_thread
 
 # Query rows per ranking product: a divisor of the scoring batch size, so that every row's
 # ranking comes from identically shaped products (a row's score then does not depend on
@@ -47,7 +47,7 @@ class NeighborSearch:
     Made once per scoring call (it holds a transposed, augmented copy of the reference);
     :meth:`mean_distance` may be called from several threads at once. With ``threads >
     1`` (CPU only), each call also shares its blocks among that many threads, kept for
-    the life of the process (:func:`~aae_anomaly.engine.inference.long_lived_threads`).
+    the life of the process (:func:`~aae_anomaly.engine.runtime.long_lived_threads`).
     """
 
     def __init__(self, reference: torch.Tensor, k: int, threads: int = 1):
@@ -74,7 +74,6 @@ class NeighborSearch:
             columns = torch.arange(len(ranking_rows), device=reference.device)
             self._group_columns = columns.view(-1, GROUP)
         self._smallest = _selection_for(reference.device)
-        self._buffers = threading.local()
         # CPU threads that share the blocks of each call (see mean_distance)
         self.threads = max(1, threads) if reference.device.type == "cpu" else 1
 
@@ -127,8 +126,7 @@ class NeighborSearch:
         distances[rows] = direct.sort(dim=1).values.mean(dim=1)
 
     def _search_in_thread(self, queries: torch.Tensor, rows: slice, distances: torch.Tensor):
-        torch.set_flush_denormal(True)  # per thread, like the scoring threads
-        with torch.inference_mode():
+        with worker_thread():
             self._search(queries, rows, distances)
 
     def nearest(self, ranking: torch.Tensor) -> torch.Tensor:
@@ -168,11 +166,12 @@ class NeighborSearch:
         """Where each row's blocks start in a ``(rows * n_blocks, width)`` view: added to
         block indices, the rows that one ``index_select`` gathers (5-10x faster than
         advanced indexing of the 3-D view, measured here). Made once per shape and thread."""
-        starts = self._buffers.__dict__.setdefault("starts", {})
-        if (rows, n_blocks) not in starts:
+        starts = _THREAD_CACHE.__dict__.setdefault("starts", {})
+        key = (self.reference.device, rows, n_blocks)
+        if key not in starts:
             first = torch.arange(0, rows * n_blocks, n_blocks, device=self.reference.device)
-            starts[rows, n_blocks] = first.unsqueeze(1)
-        return starts[rows, n_blocks]
+            starts[key] = first.unsqueeze(1)
+        return starts[key]
 
     def _block_buffers(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """This thread's query and ranking blocks, kept from search to search: a fresh
@@ -182,7 +181,7 @@ class NeighborSearch:
         two searches, against the normal rows and against known anomalies)."""
         key = (queries.device, queries.dtype, queries.shape[1], self.block_rows,
                self._ranking_reference.shape[1])
-        kept = _BLOCKS.__dict__.setdefault("by_shape", {})
+        kept = _THREAD_CACHE.__dict__.setdefault("blocks", {})
         buffers = kept.pop(key, None)
         if buffers is None:
             rows = self.block_rows
@@ -195,8 +194,9 @@ class NeighborSearch:
         return buffers
 
 
-# each thread's reused search blocks (see NeighborSearch._block_buffers)
-_BLOCKS = threading.local()
+# what each thread reuses from search to search: its blocks (NeighborSearch._block_buffers)
+# and, for the staged selection, its row offsets (NeighborSearch._row_starts)
+_THREAD_CACHE = threading.local()
 
 
 def _selection_for(device: torch.device):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 from .model import AAEModule
+from .runtime import long_lived_threads, worker_thread
 
 
 def padded_batches(
@@ -42,21 +40,6 @@ def padded_batches(
         yield slice(start, stop), batch
 
 
-@functools.cache
-def long_lived_threads(n: int, purpose: str) -> ThreadPoolExecutor:
-    """``n`` threads kept for the life of the process, one pool per ``purpose``.
-
-    Starting threads for every call would cost more than a small call takes: a new
-    thread's first matrix product sets up the BLAS library's state for that thread, and
-    its first search block allocates a 4 MB buffer, together 5 to 15 ms here against 10
-    ms for searching 4,096 rows on two threads. A task must not wait on a task of its own
-    pool (each purpose has its own, so a batch may wait on searches)."""
-    return ThreadPoolExecutor(n, thread_name_prefix=f"aae-anomaly-{purpose}")
-
-
-# a child made by fork has none of the parent's threads: it starts pools of its own
-os.register_at_fork(after_in_child=long_lived_threads.cache_clear)
-
 # Whole batches go to side-by-side threads only when each thread gets at least this many:
 # with fewer, the last batches leave threads idle (three batches on two threads: one
 # thread scores two while the other scores a short one), so the caller shares the work
@@ -82,12 +65,13 @@ def for_each_batch(
     mode.
 
     With ``workers > 1`` on the CPU the rows are cut into that many runs of whole
-    batches, each streamed by its own thread (of :func:`long_lived_threads`; see
-    :func:`batch_streams` for when that pays). The batches are exactly those one thread
-    would make (same size, same rows, padding only in the last), so the results are
-    identical; the threads share no barrier, so a busy core slows only its own run.
-    ``work`` must write disjoint ``where`` slices only. Worker threads flush denormals,
-    as the estimator does.
+    batches, each streamed by its own thread (of
+    :func:`~aae_anomaly.engine.runtime.long_lived_threads`; see :func:`batch_streams`
+    for when that pays). The batches are exactly those one thread would make (same size,
+    same rows, padding only in the last), so the results are identical; the threads
+    share no barrier, so a busy core slows only its own run. ``work`` must write
+    disjoint ``where`` slices only. Worker threads flush denormals, as the estimator
+    does.
     """
     n_batches = -(-len(rows) // batch_size)
     workers = max(1, min(workers, n_batches))
@@ -99,8 +83,7 @@ def for_each_batch(
     run = -(-n_batches // workers) * batch_size
 
     def stream(start: int) -> None:
-        torch.set_flush_denormal(True)  # per thread; only this package's work runs here
-        with torch.inference_mode():
+        with worker_thread():
             for where, batch in padded_batches(rows[start : start + run], batch_size, device):
                 work(slice(start + where.start, start + where.stop), batch)
 
