@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, v
 
 from .architectures import Architecture
 from .engine import AAEModule, Discriminator, TrainingConfig
-from .engine.inference import encode_rows
+from .engine.inference import encode_rows, inference_ready
 from .engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
 from .engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
 from .engine.training import Trainer
@@ -664,7 +664,8 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 z = self.prior_.sample(n_samples, generator)
             else:
                 z = self.prior_.sample(n_samples, generator, labels=given.to(self.device_))
-            rows = self.module_.unscale_output(self.module_.decode(z))
+            module = inference_ready(self.module_)
+            rows = module.unscale_output(module.decode(z))
         return rows.double().cpu().numpy()
 
 

@@ -22,6 +22,7 @@ import threading
 import numpy as np
 import torch
 
+from .engine.inference import aligned_rows
 from .engine.runtime import long_lived_threads, worker_thread
 
 # Query rows per ranking product: a divisor of the scoring batch size, so that every row's
@@ -185,7 +186,8 @@ class NeighborSearch:
         buffers = kept.pop(key, None)
         if buffers is None:
             rows = self.block_rows
-            augmented = queries.new_ones((rows, queries.shape[1] + 1))
+            # rows 64 bytes apart, as every matrix product of inference reads them
+            augmented = aligned_rows(queries.new_ones((rows, queries.shape[1] + 1)))
             ranking = queries.new_empty((rows, self._ranking_reference.shape[1]))
             buffers = (augmented, ranking)
             if len(kept) >= KEPT_SHAPES:

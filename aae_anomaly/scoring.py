@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .engine.inference import batch_streams, for_each_batch
+from .engine.inference import batch_streams, for_each_batch, inference_ready
 from .engine.model import AAEModule, per_sample_reconstruction_error
 from .engine.runtime import forward_flops_per_row
 from .neighbors import NeighborSearch
@@ -86,7 +86,7 @@ def joint_coordinates(
     module: AAEModule, rows: np.ndarray, batch_size: int, device: torch.device, workers: int = 1
 ) -> torch.Tensor:
     """``(code, residual)`` of each row, on ``device``: the neighbors component's space."""
-    module.eval()
+    inference_ready(module)
     width = module.latent_dim + rows.shape[1]
     coordinates = torch.empty((len(rows), width), device=device)
 
@@ -126,7 +126,7 @@ def raw_components(
         wanted = set(wanted)
         names = tuple(name for name in names if name in wanted)
     out = {name: np.empty(len(rows), dtype=np.float64) for name in names}
-    module.eval()
+    inference_ready(module)
     streams = batch_streams(len(rows), batch_size, workers)
     normal_search = anomaly_search = None
     if "neighbors" in out:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inference import for_each_batch
+from .inference import for_each_batch, inference_ready
 from .model import Discriminator, ScaledInput, mean_reconstruction_error
 from .training import DiscriminatorTargets, EpochTrainer, TrainingConfig
 
@@ -266,7 +266,7 @@ def encode_categorical(
         np.empty((len(rows), module.n_categories)) if module.infers_category else None
     )
     styles = np.empty((len(rows), module.style_dim))
-    module.eval()
+    inference_ready(module)
 
     def work(where: slice, batch: torch.Tensor) -> None:
         logits, style = module.encode(module.scale_input(batch))
@@ -284,7 +284,7 @@ def decode_categorical(
     module: CategoricalAAEModule, category: torch.Tensor, style: torch.Tensor
 ) -> np.ndarray:
     """Flat rows in the user's units decoded from class vectors and styles."""
-    module.eval()
+    inference_ready(module)
     with torch.inference_mode():
         rows = module.unscale_output(module.decode(category, style))
     return rows.double().cpu().numpy()
