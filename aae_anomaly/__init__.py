@@ -7,14 +7,13 @@
 >>> detector = aae_anomaly.load("model.aae")                   # doctest: +SKIP
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-from .architectures import Architecture
-from .datasets import Dataset, load_dataset
+from . import _moved
+from ._version import __version__
 from .errors import (
     AAEAnomalyError,
     CheckpointError,
     DensityUnavailableError,
+    ExtremeValueWarning,
     MissingDependencyError,
     ModelFileError,
     ModelPluginMissingError,
@@ -23,17 +22,11 @@ from .errors import (
     TrainingWarning,
     UnknownPluginError,
 )
-from .estimator import AAEDetector
-from .family import AAEClassifier, AAEClustering, SupervisedAAE
-from .hookspecs import hookimpl
-from .modelfile import load_model as load
-from .plugins import get_plugin_manager
-from .priors import Prior
+from .estimators import AAEClassifier, AAEClustering, AAEDetector, SupervisedAAE
+from .estimators.loading import load_model as load
+from .plugin_system import Architecture, Dataset, Prior, get_plugin_manager, hookimpl, load_dataset
 
-try:
-    __version__ = version("aae-anomaly")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+_moved.install()  # the modules' names before 0.2 (aae_anomaly.estimator, ...) still import
 
 __all__ = [
     "AAEAnomalyError",
@@ -44,6 +37,7 @@ __all__ = [
     "CheckpointError",
     "Dataset",
     "DensityUnavailableError",
+    "ExtremeValueWarning",
     "MissingDependencyError",
     "ModelFileError",
     "ModelPluginMissingError",

@@ -37,6 +37,10 @@ class TrainingWarning(UserWarning):
     the encoder. The message says what to change."""
 
 
+class ExtremeValueWarning(UserWarning):
+    """Rows with values so far outside the training data that they were saturated."""
+
+
 class CheckpointError(AAEAnomalyError, ValueError):
     """A training checkpoint could not be written, read, or does not belong to this fit."""
 

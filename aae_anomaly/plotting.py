@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
 from .errors import MissingDependencyError
+from .io.atomic import atomic_path
 
 KINDS = ("map", "histogram", "samples")
 COLORS = ("score", "label")

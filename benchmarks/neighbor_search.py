@@ -1,5 +1,5 @@
 """The neighbour search's own figures: where its time goes, and the measurements behind
-its constants (``aae_anomaly/neighbors.py``). ``benchmarks/speed.py`` measures scoring as a
+its constants (``aae_anomaly/scoring/neighbors.py``). ``benchmarks/speed.py`` measures scoring as a
 whole against PyOD; this script looks inside the search.
 
 Parts (``--parts``, all by default):
@@ -9,7 +9,7 @@ Parts (``--parts``, all by default):
     model's (code, residual) coordinates on 32 features), k = 5: milliseconds per 4,096
     queries (best of 15), with the compiled selection (numba, the ``fast`` extra) and
     without it, and ``torch.profiler``'s split of one call by operation.
-    With a checkout from before ``aae_anomaly/neighbors.py`` first on ``PYTHONPATH`` it
+    With a checkout from before ``aae_anomaly/scoring/neighbors.py`` first on ``PYTHONPATH`` it
     times that version's search instead: how the "before" figures in
     ``docs/performance.md`` were taken (commit 7d492c5).
 ``selection``
@@ -61,24 +61,24 @@ def best_seconds(call, repeats: int) -> float:
 
 def search_call(reference: torch.Tensor):
     """This checkout's search, or the older one of a checkout from before
-    ``aae_anomaly/neighbors.py`` (run with that checkout first on ``PYTHONPATH``)."""
-    from aae_anomaly import scoring
+    ``aae_anomaly/scoring/neighbors.py`` (run with that checkout first on ``PYTHONPATH``)."""
+    from aae_anomaly.scoring import components as scoring
 
     if hasattr(scoring, "mean_neighbor_distance"):
         return "aae_anomaly.scoring.mean_neighbor_distance", (
             lambda queries: scoring.mean_neighbor_distance(queries, reference, K)
         )
-    from aae_anomaly.neighbors import NeighborSearch
+    from aae_anomaly.scoring.neighbors import NeighborSearch
 
     search = NeighborSearch(reference, K)
-    return "aae_anomaly.neighbors.NeighborSearch", search.mean_distance
+    return "aae_anomaly.scoring.neighbors.NeighborSearch", search.mean_distance
 
 
 def without_kernel():
     """Within it, searches select with torch and NumPy, as without numba installed."""
     import unittest.mock
 
-    from aae_anomaly import neighbors
+    from aae_anomaly.scoring import neighbors
 
     return unittest.mock.patch.object(neighbors, "compiled_selection", lambda: None)
 
@@ -86,7 +86,7 @@ def without_kernel():
 def has_kernel() -> bool:
     """Whether this checkout has the compiled selection and numba is installed."""
     try:
-        from aae_anomaly.neighbors import compiled_selection
+        from aae_anomaly.scoring.neighbors import compiled_selection
     except ImportError:  # a checkout from before the kernel
         return False
     return compiled_selection() is not None
@@ -153,7 +153,7 @@ def part_search() -> list[str]:
 
 
 def part_selection() -> list[str]:
-    from aae_anomaly.neighbors import NeighborSearch, _smallest_by_numpy, _smallest_by_topk
+    from aae_anomaly.scoring.neighbors import NeighborSearch, _smallest_by_numpy, _smallest_by_topk
 
     torch.set_num_threads(1)
     generator = torch.Generator().manual_seed(0)
@@ -163,7 +163,7 @@ def part_selection() -> list[str]:
     rows = []
     searches = [("staged torch/NumPy selection", without_kernel)]
     if has_kernel():
-        searches.insert(0, ("compiled kernel (`aae_anomaly/selection_kernel.py`)", None))
+        searches.insert(0, ("compiled kernel (`aae_anomaly/scoring/selection_kernel.py`)", None))
     for label, context in searches:
         if context is None:
             search = NeighborSearch(reference, K)
@@ -215,7 +215,7 @@ def part_selection() -> list[str]:
 def scoring_rows_per_second(threads: int, block_rows: int | None = None) -> float:
     """Fit the default detector on 20,000 rows, then score 1,000,000: best of 3 passes
     after a first one."""
-    import aae_anomaly.neighbors as neighbors
+    import aae_anomaly.scoring.neighbors as neighbors
     from aae_anomaly import AAEDetector
 
     torch.set_num_threads(threads)
@@ -252,7 +252,7 @@ def part_blocks() -> list[str]:
         "## Query block size, end to end",
         "",
         f"Rows/s scoring {SCORED_ROWS:,} rows (default score, two threads; {state}), by "
-        f"rows per block (`aae_anomaly.neighbors.{constant}`):",
+        f"rows per block (`aae_anomaly.scoring.neighbors.{constant}`):",
         "",
         "| rows per block | rows/s |",
         "|---|---|",

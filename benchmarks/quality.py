@@ -237,7 +237,7 @@ def group_lines(title: str, table: dict, names: list[str], detectors: list[str])
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
     lines.append("")
     if all(AAE in table[d] for d in complete):
-        from aae_anomaly.scoring import COMPONENTS
+        from aae_anomaly.scoring.components import COMPONENTS
 
         measured = table[complete[0]][AAE]["components"]
         names_c = [c for c in COMPONENTS if c in measured]

@@ -92,7 +92,7 @@ def worker(job: dict) -> dict:
     base = _rss_bytes()
 
     if job["library"] in OURS:
-        import aae_anomaly.estimator as estimator
+        import aae_anomaly.estimators.detector as estimator
         from aae_anomaly.scoring import scoring_flops_per_row
 
         timed = {}
@@ -204,7 +204,7 @@ def machine() -> dict:
     import torch
 
     import aae_anomaly
-    from aae_anomaly.neighbors import compiled_selection
+    from aae_anomaly.scoring.neighbors import compiled_selection
 
     numba = "not installed (staged torch/NumPy neighbour selection)"
     if compiled_selection() is not None:

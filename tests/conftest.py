@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from aae_anomaly import load_dataset
 from aae_anomaly.cli import main
-from aae_anomaly.plugins import reset_plugin_manager
+from aae_anomaly.plugin_system.manager import reset_plugin_manager
 
 
 def run(*args):

@@ -131,7 +131,7 @@ def test_a_model_file_whose_plugin_now_misbehaves_is_a_model_file_error(broken_p
     )
     sys.modules.pop("good_mod", None)
     importlib.invalidate_caches()
-    from aae_anomaly.plugins import reset_plugin_manager
+    from aae_anomaly.plugin_system.manager import reset_plugin_manager
 
     reset_plugin_manager()
     with pytest.raises(ModelFileError, match="the prior 'shifted' cannot be rebuilt: .*good-one"):

@@ -21,8 +21,8 @@ from sklearn.metrics import roc_auc_score
 
 import aae_anomaly
 from aae_anomaly import AAEDetector, load_dataset
-from aae_anomaly.modelfile import METADATA_KEY
-from aae_anomaly.plugins import get_plugin_manager
+from aae_anomaly.io.modelfile import METADATA_KEY
+from aae_anomaly.plugin_system.manager import get_plugin_manager
 
 FAST = ["--epochs", "3", "--batch-size", "64", "--quiet"]
 FEATURES = [f"x{i}" for i in range(5)]
@@ -368,12 +368,12 @@ def test_score_rejects_data_that_does_not_fit_the_model(files, tmp_path):
 
 
 def test_evaluate_checks_labels_before_scoring(files, monkeypatch):
-    import aae_anomaly.cli as cli
+    from aae_anomaly.cli import detect
 
     def never(*args):
         raise AssertionError("scored before the labels were checked")
 
-    monkeypatch.setattr(cli, "score_table", never)
+    monkeypatch.setattr(detect, "score_table", never)
     assert_bad_input(run("evaluate", files["model.aae"], files["test.npy"]), "has no labels")
 
 
@@ -413,7 +413,7 @@ def test_a_bug_exits_1_with_its_traceback(files, monkeypatch):
     def broken(*args):
         raise KeyError("bug")
 
-    monkeypatch.setattr("aae_anomaly.cli.score_table", broken)
+    monkeypatch.setattr("aae_anomaly.cli.detect.score_table", broken)
     result = run("score", files["model.aae"], files["test.npy"])
     assert result.exit_code == 1
     assert isinstance(result.exception, KeyError)

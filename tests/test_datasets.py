@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from aae_anomaly import Dataset, UnknownPluginError, load_dataset
-from aae_anomaly.datasets import parse_spec
+from aae_anomaly.plugin_system.datasets import parse_spec
 
 
 def test_spec_parsing():

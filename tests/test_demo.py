@@ -3,7 +3,7 @@
 from click.testing import CliRunner
 
 from aae_anomaly.cli import main
-from aae_anomaly.demo import run_demo
+from aae_anomaly.cli.demo import run_demo
 
 
 def test_demo_report_on_the_default_bundled_set():

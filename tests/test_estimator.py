@@ -85,7 +85,7 @@ def test_score_components_are_per_sample_and_combine_into_the_score(small_rows):
 def test_scores_compute_only_the_weighted_components_and_equal_the_full_combination(
     small_rows, weights, monkeypatch
 ):
-    from aae_anomaly import scoring
+    from aae_anomaly.scoring import components as scoring
 
     detector = AAEDetector(epochs=2, random_state=0, score_weights=weights).fit(small_rows)
     full = detector.score_components(small_rows)
@@ -429,7 +429,7 @@ def test_training_on_cuda_never_synchronizes_inside_the_batch_loop(small_rows):
 def test_neighbors_component_is_the_mean_distance_in_code_residual_space(small_rows):
     from sklearn.neighbors import NearestNeighbors
 
-    from aae_anomaly.scoring import joint_coordinates
+    from aae_anomaly.scoring.components import joint_coordinates
 
     detector = AAEDetector(epochs=3, n_neighbors=4, random_state=0).fit(small_rows)
     reference = detector.module_.reference.numpy()
@@ -463,9 +463,9 @@ def test_without_neighbors_no_training_rows_are_kept(small_rows):
 
 
 def test_reference_set_is_capped(small_rows, monkeypatch):
-    import aae_anomaly.estimator as estimator_module
+    import aae_anomaly.estimators.fitting as fitting_module
 
-    monkeypatch.setattr(estimator_module, "MAX_REFERENCE_ROWS", 50)
+    monkeypatch.setattr(fitting_module, "MAX_REFERENCE_ROWS", 50)
     detector = AAEDetector(epochs=1, random_state=0).fit(small_rows)
     assert detector.module_.reference.shape[0] == 50
     assert np.isfinite(detector.score_samples(small_rows)).all()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-import aae_anomaly.estimator as estimator_module
+import aae_anomaly.engine.inference as inference_module
 from aae_anomaly import AAEDetector
 from aae_anomaly.engine import runtime
 from aae_anomaly.engine.inference import (
@@ -14,7 +14,7 @@ from aae_anomaly.engine.inference import (
     padded_batches,
 )
 from aae_anomaly.engine.runtime import compute_threads, forward_flops_per_row
-from aae_anomaly.scoring import raw_components
+from aae_anomaly.scoring.components import raw_components
 
 CPU = torch.device("cpu")
 
@@ -49,7 +49,7 @@ def test_padded_batches_reads_non_contiguous_rows():
 
 
 def test_scores_across_batch_boundaries_equal_scores_of_the_parts(fitted, rows, monkeypatch):
-    monkeypatch.setattr(estimator_module, "SCORING_BATCH_SIZE", 16)
+    monkeypatch.setattr(inference_module, "BATCH_ROWS", 16)
     whole = fitted.score_components(rows)
     # parts that start and end inside batches of the whole
     for start, stop in [(0, 7), (7, 40), (40, 100), (33, 34)]:
@@ -61,7 +61,7 @@ def test_scores_across_batch_boundaries_equal_scores_of_the_parts(fitted, rows, 
 
 def test_scores_do_not_depend_on_the_batch_size_used_for_other_rows(fitted, rows, monkeypatch):
     reference = fitted.score_samples(rows)
-    monkeypatch.setattr(estimator_module, "SCORING_BATCH_SIZE", 7)
+    monkeypatch.setattr(inference_module, "BATCH_ROWS", 7)
     streamed = fitted.score_samples(rows)
     # a different batch size may round differently, but only in the last bits
     np.testing.assert_allclose(streamed, reference, rtol=1e-4, atol=1e-5)
@@ -160,7 +160,7 @@ def test_scoring_works_in_a_child_forked_after_scoring(fitted, monkeypatch):
     import multiprocessing
     import queue
 
-    monkeypatch.setattr(estimator_module, "SCORING_BATCH_SIZE", 512)
+    monkeypatch.setattr(inference_module, "BATCH_ROWS", 512)
     generator = np.random.default_rng(6)
     # 20 batches: streamed side by side; 4 batches: their search blocks shared
     batches = [generator.normal(size=(10_000, 6)), generator.normal(size=(2_000, 6))]
@@ -207,7 +207,7 @@ def test_scoring_hands_the_cores_to_batches_when_one_thread_each(fitted):
 
 def test_scoring_flops_add_the_neighbour_search_to_the_networks():
     from aae_anomaly.engine.runtime import forward_flops_per_row
-    from aae_anomaly.scoring import scoring_flops_per_row
+    from aae_anomaly.scoring.components import scoring_flops_per_row
 
     rows = np.random.default_rng(0).normal(size=(60, 6))
     detector = AAEDetector(epochs=1, random_state=0).fit(rows)

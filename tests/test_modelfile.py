@@ -19,9 +19,9 @@ from sklearn.exceptions import NotFittedError
 
 import aae_anomaly
 from aae_anomaly import AAEDetector, ModelFileError, UnknownPluginError, load_dataset
-from aae_anomaly import atomic as atomic_module
-from aae_anomaly.modelfile import METADATA_KEY, read_header
-from aae_anomaly.plugins import get_plugin_manager
+from aae_anomaly.io import atomic as atomic_module
+from aae_anomaly.io.modelfile import METADATA_KEY, read_header
+from aae_anomaly.plugin_system.manager import get_plugin_manager
 
 TINY = {"epochs": 2, "batch_size": 64, "random_state": 0}
 

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from aae_anomaly import AAEDetector, neighbors
+from aae_anomaly import AAEDetector
+from aae_anomaly.scoring import neighbors
 
 
 @st.composite
@@ -28,7 +29,7 @@ def rankings_and_k(draw):
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(rankings_and_k())
 def test_the_kernel_picks_each_rows_k_smallest_values(ranking_and_k):
-    kernel = pytest.importorskip("aae_anomaly.selection_kernel")
+    kernel = pytest.importorskip("aae_anomaly.scoring.selection_kernel")
     ranking, k = ranking_and_k
     columns = np.full((len(ranking), k), -1, dtype=np.int64)
     kernel.smallest_columns(ranking, k, columns)
@@ -40,7 +41,7 @@ def test_the_kernel_picks_each_rows_k_smallest_values(ranking_and_k):
 def test_the_kernel_returns_valid_columns_for_rows_with_nan():
     # NaN fails every comparison the filters make; the kernel must still write k distinct
     # columns, since the search gathers reference rows by them
-    kernel = pytest.importorskip("aae_anomaly.selection_kernel")
+    kernel = pytest.importorskip("aae_anomaly.scoring.selection_kernel")
     ranking = np.random.default_rng(0).normal(size=(3, 600)).astype(np.float32)
     ranking[0] = np.nan
     ranking[1, ::2] = np.nan
@@ -100,6 +101,6 @@ def test_the_fast_extra_changes_no_score():
 
 def test_without_numba_the_search_selects_with_torch():
     with unittest.mock.patch.dict(sys.modules, {"numba": None}):  # import numba fails
-        sys.modules.pop("aae_anomaly.selection_kernel", None)
+        sys.modules.pop("aae_anomaly.scoring.selection_kernel", None)
         assert neighbors.compiled_selection.__wrapped__() is None
-    sys.modules.pop("aae_anomaly.selection_kernel", None)
+    sys.modules.pop("aae_anomaly.scoring.selection_kernel", None)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from aae_anomaly import AAEDetector, PluginError, UnknownPluginError, hookimpl
-from aae_anomaly.plugins import PluginManager, get_plugin_manager
+from aae_anomaly.plugin_system.manager import PluginManager, get_plugin_manager
 
 
 def test_builtins_arrive_through_the_entry_point_group():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from aae_anomaly import DensityUnavailableError
-from aae_anomaly.plugins import get_plugin_manager
+from aae_anomaly.plugin_system.manager import get_plugin_manager
 
 PRIORS = ["gaussian", "mixture", "swiss_roll", "uniform"]
 

@@ -113,7 +113,7 @@ def _selections():
     """Every way the search can select, as (name, patches to force it): the compiled
     kernel (when numba is installed), and without it NumPy's introselect (the CPU's) and
     torch.topk (other devices')."""
-    from aae_anomaly import neighbors
+    from aae_anomaly.scoring import neighbors
 
     without_kernel = unittest.mock.patch.object(neighbors, "compiled_selection", lambda: None)
     for select in (neighbors._smallest_by_numpy, neighbors._smallest_by_topk):
@@ -143,7 +143,7 @@ def test_neighbour_distances_equal_a_brute_force_search(
 
     import torch
 
-    from aae_anomaly import neighbors
+    from aae_anomaly.scoring import neighbors
 
     generator = torch.Generator().manual_seed(seed)
     reference = torch.randn(n_reference, 6, generator=generator)

@@ -9,9 +9,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from aae_anomaly import AAEDetector, Prior, TrainingDivergedError, TrainingWarning
+from aae_anomaly import (
+    AAEDetector,
+    ExtremeValueWarning,
+    Prior,
+    TrainingDivergedError,
+    TrainingWarning,
+)
 from aae_anomaly.cli import main
-from aae_anomaly.estimator import ExtremeValueWarning
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(120, 4))

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from aae_anomaly import AAEDetector, ModelFileError, load
 from aae_anomaly.cli import main
-from aae_anomaly.modelfile import read_header
+from aae_anomaly.io.modelfile import read_header
 
 FAST = dict(epochs=3, batch_size=64, random_state=0)
 MIXTURE = dict(prior="mixture", prior_params={"n_components": 3}, latent_dim=2)
@@ -159,7 +159,7 @@ def test_conditioned_model_file_round_trip(conditioned, tmp_path):
 def test_damaged_class_list_is_refused(conditioned, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from aae_anomaly.modelfile import METADATA_KEY
+    from aae_anomaly.io.modelfile import METADATA_KEY
 
     detector, _, _ = conditioned
     detector.save(tmp_path / "m.aae")

@@ -24,8 +24,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as serialize_tensors
 
-from ..atomic import atomic_write_bytes
 from ..errors import CheckpointError
+from ..io.atomic import atomic_write_bytes
 from .training import OPTIMIZERS, Trainer
 
 FILENAME = "checkpoint.safetensors"

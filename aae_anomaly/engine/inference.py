@@ -19,6 +19,7 @@ Training does not go through this path: it needs no row to match another call's.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -26,13 +27,22 @@ import torch
 from torch import nn
 
 from .model import AAEModule
-from .runtime import long_lived_threads, worker_thread
+from .runtime import compute_threads, flush_denormals, long_lived_threads, worker_thread
 
 # Rows per inference batch: large batches keep the small networks' matrix products busy,
 # and one fixed size is half of what keeps a row's result independent of its neighbours.
 BATCH_ROWS = 4096
 # float32 values per 64 bytes: a cache line, and the widest vector load (AVX-512).
 ROW_ALIGNMENT = 16
+
+
+@contextlib.contextmanager
+def inference_threads(module: nn.Module, device: torch.device) -> Iterator[int]:
+    """The block runs with subnormal floats flushed and the thread setting for
+    ``module``'s size (:func:`~aae_anomaly.engine.runtime.compute_threads`); yields how
+    many batches may run side by side."""
+    with flush_denormals(), compute_threads(module, device) as workers:
+        yield workers
 
 
 def aligned_rows(x: torch.Tensor) -> torch.Tensor:
@@ -69,9 +79,10 @@ def inference_ready(module: nn.Module) -> nn.Module:
 
 
 def padded_batches(
-    rows: np.ndarray, batch_size: int, device: torch.device
+    rows: np.ndarray, batch_size: int | None, device: torch.device
 ) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Yield ``(where, batch)`` with every batch exactly ``batch_size`` rows long.
+    """Yield ``(where, batch)`` with every batch exactly ``batch_size`` rows long
+    (``None``: :data:`BATCH_ROWS`).
 
     A short last batch is padded with zeros (drop the padding with ``[:len(where)]``).
     Matrix-product kernels round differently for different batch sizes; giving them one
@@ -83,6 +94,7 @@ def padded_batches(
     The same tensor is yielded each time: use it before asking for the next batch.
     """
     n, width = rows.shape
+    batch_size = batch_size or BATCH_ROWS
     host = torch.zeros((batch_size, width), dtype=torch.float32)
     host_rows = host.numpy()
     batch = host if device.type == "cpu" else torch.empty_like(host, device=device)
@@ -104,16 +116,17 @@ def padded_batches(
 BATCHES_PER_STREAM = 4
 
 
-def batch_streams(n_rows: int, batch_size: int, workers: int) -> int:
+def batch_streams(n_rows: int, batch_size: int | None, workers: int) -> int:
     """How many threads should stream whole batches of ``n_rows`` side by side, out of
     ``workers``: all of them, or one where the batches are too few to share evenly."""
+    batch_size = batch_size or BATCH_ROWS
     n_batches = -(-n_rows // batch_size)
     return workers if n_batches >= BATCHES_PER_STREAM * workers else 1
 
 
 def for_each_batch(
     rows: np.ndarray,
-    batch_size: int,
+    batch_size: int | None,
     device: torch.device,
     work: Callable[[slice, torch.Tensor], None],
     workers: int = 1,
@@ -130,6 +143,7 @@ def for_each_batch(
     disjoint ``where`` slices only. Worker threads flush denormals, as the estimator
     does.
     """
+    batch_size = batch_size or BATCH_ROWS
     n_batches = -(-len(rows) // batch_size)
     workers = max(1, min(workers, n_batches))
     if workers == 1 or device.type != "cpu":
@@ -152,11 +166,12 @@ def for_each_batch(
 def encode_rows(
     module: AAEModule,
     rows: np.ndarray,
-    batch_size: int,
+    batch_size: int | None,
     device: torch.device,
     workers: int = 1,
 ) -> np.ndarray:
-    """Latent codes (posterior means) of flat rows, shape ``(n, latent_dim)``."""
+    """Latent codes (posterior means) of flat rows, shape ``(n, latent_dim)``; batches of
+    ``batch_size`` rows (``None``: :data:`BATCH_ROWS`)."""
     codes = np.empty((len(rows), module.latent_dim), dtype=np.float64)
     inference_ready(module)
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import TrainingDivergedError, TrainingWarning
-from ..priors import Prior
+from ..plugin_system.priors import Prior
 from .adam_step import AdamStep
 from .model import AAEModule, mean_reconstruction_error
 

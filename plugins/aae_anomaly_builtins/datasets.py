@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aae_anomaly import hookimpl
-from aae_anomaly.datasets import Dataset
+from aae_anomaly import Dataset, hookimpl
 
 
 def _existing(path: str) -> Path:

@@ -6,8 +6,7 @@ import math
 
 from torch import nn
 
-from aae_anomaly import hookimpl
-from aae_anomaly.architectures import Architecture
+from aae_anomaly import Architecture, hookimpl
 
 ACTIVATIONS = {
     "leaky_relu": lambda: nn.LeakyReLU(0.2),

@@ -11,8 +11,7 @@ import math
 
 import torch
 
-from aae_anomaly import hookimpl
-from aae_anomaly.priors import Prior
+from aae_anomaly import Prior, hookimpl
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -23,7 +23,7 @@ def register_priors(register):
     """Register latent priors.
 
     Call ``register(name, factory)`` for each prior. ``factory(latent_dim, **options)``
-    returns an :class:`aae_anomaly.priors.Prior`.
+    returns an :class:`aae_anomaly.Prior`.
     """
 
 
@@ -32,7 +32,7 @@ def register_encoders(register):
     """Register encoder architectures: an encoder/decoder pair for one kind of input.
 
     Call ``register(name, factory)`` for each architecture. ``factory(**options)`` returns
-    an :class:`aae_anomaly.architectures.Architecture`.
+    an :class:`aae_anomaly.Architecture`.
     """
 
 
@@ -41,6 +41,6 @@ def register_datasets(register):
     """Register dataset loaders.
 
     Call ``register(name, loader)`` for each loader. ``loader(**options)`` returns an
-    :class:`aae_anomaly.datasets.Dataset`; its keyword arguments, with type annotations,
+    :class:`aae_anomaly.Dataset`; its keyword arguments, with type annotations,
     are the options a user can pass (``name:key=value,...`` on the command line).
     """

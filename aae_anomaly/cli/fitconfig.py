@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .estimator import AAEDetector
+from ..estimators.detector import AAEDetector
 
 # Every estimator parameter but ``verbose``, which the command's --quiet controls.
 DEFAULTS: dict[str, Any] = {k: v for k, v in AAEDetector().get_params().items() if k != "verbose"}

@@ -17,71 +17,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from .priors import Prior
-
-
-def _class_values(classes, n_rows: int) -> np.ndarray:
-    """``classes`` as a 1-D array of one plain value per row, or ValueError."""
-    values = np.asarray(classes)
-    if values.ndim != 1 or len(values) != n_rows:
-        raise ValueError(
-            f"classes must hold one class label per row of X ({n_rows}), got shape "
-            f"{values.shape}"
-        )
-    return _plain(values)
-
-
-def encode_classes(classes, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct class values (sorted) and each row's index among them.
-
-    ``classes`` is one value per row: integers or strings (floats only when whole
-    numbers, as a CSV column of class numbers is read).
-    """
-    values = _class_values(classes, n_rows)
-    distinct, index = np.unique(values, return_inverse=True)
-    return distinct, index.astype(np.int64)
-
-
-def class_indices(known: np.ndarray, classes, n_rows: int) -> np.ndarray:
-    """Each row's index among the ``known`` classes of a fitted model; an unknown class is
-    an error."""
-    values = _class_values(classes, n_rows)
-    if values.dtype.kind != known.dtype.kind and not (
-        values.dtype.kind in "iuf" and known.dtype.kind in "iuf"
-    ):
-        raise ValueError(
-            f"classes are {values.dtype} values but the model was fitted on classes "
-            f"{known.tolist()}"
-        )
-    index = np.searchsorted(known, values)
-    index = np.clip(index, 0, len(known) - 1)
-    unknown = known[index] != values
-    if unknown.any():
-        raise ValueError(
-            f"{int(unknown.sum())} rows have classes the model was not fitted on (the "
-            f"first: {values[np.flatnonzero(unknown)[0]].item()!r}); known classes: "
-            f"{known.tolist()}"
-        )
-    return index.astype(np.int64)
-
-
-def _plain(values: np.ndarray) -> np.ndarray:
-    if values.dtype.kind in "US":
-        return values.astype(str)
-    if values.dtype.kind in "iub":
-        return values.astype(np.int64)
-    if values.dtype.kind == "f":
-        if not np.isfinite(values).all() or not (values == np.round(values)).all():
-            raise ValueError(
-                "class labels must be integers or strings; got non-integer numbers"
-            )
-        return values.astype(np.int64)
-    if values.dtype.kind == "O" and all(isinstance(v, str) for v in values):
-        return values.astype(str)
-    raise ValueError(f"class labels must be integers or strings, got {values.dtype} values")
+from ..plugin_system.priors import Prior
 
 
 def check_prior(prior: Prior, prior_name: str, n_classes: int) -> None:

@@ -14,16 +14,14 @@ code is a class part and a Gaussian style part (see that module for the phases).
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .engine.categorical import (
+from ..engine.categorical import (
     UNLABELLED,
     CategoricalAAEModule,
     CategoricalTrainer,
@@ -31,18 +29,19 @@ from .engine.categorical import (
     decode_categorical,
     encode_categorical,
 )
-from .engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
-from .estimator import (
-    SCORING_BATCH_SIZE,
-    _architecture_and_input_shape,
-    _check_int,
-    _check_positive_number,
-    _fitted_rows,
-    _flatten_images,
-    _input_scaling,
+from ..engine.inference import inference_threads
+from ..engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
+from .building import architecture_and_input_shape, training_config
+from .labels import fitted_class_indices, label_dtype, targets, unlabelled_rows
+from .progress import progress_bar
+from .scaling import input_scaling, scaling_groups
+from .validation import (
+    check_int,
+    check_non_negative,
+    check_positive_number,
     check_training_settings,
-    progress_bar,
-    scaling_groups,
+    fitted_rows,
+    flatten_images,
 )
 
 # The metrics the progress bar shows: shown name -> (metric, format).
@@ -60,31 +59,20 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
     _infers_category = True
 
     def _check_params(self) -> None:
-        _check_int("style_dim", self.style_dim)
-        _check_int("epochs", self.epochs)
-        _check_int("batch_size", self.batch_size)
+        check_int("style_dim", self.style_dim)
+        check_int("epochs", self.epochs)
+        check_int("batch_size", self.batch_size)
         check_training_settings(self)
-        _check_non_negative("input_noise", self.input_noise)
+        check_non_negative("input_noise", self.input_noise)
         if self.encoder_params is not None and not isinstance(self.encoder_params, dict):
             raise ValueError(
                 f"encoder_params must be a dict or None, got {type(self.encoder_params).__name__}"
             )
 
-    def _training_config(self, **extra) -> CategoricalTrainingConfig:
-        return CategoricalTrainingConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr_autoencoder=self.lr_autoencoder,
-            lr_discriminator=self.lr_discriminator,
-            lr_generator=self.lr_generator,
-            input_noise=float(self.input_noise),
-            **extra,
-        )
-
     def _validated_training_rows(self, X) -> tuple[np.ndarray, tuple[int, ...] | None]:
         """Flat rows, and the image shape when ``X`` was a 4-D array of images."""
         self._check_params()
-        X, image_shape = _flatten_images(X)
+        X, image_shape = flatten_images(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         return X, image_shape
 
@@ -98,14 +86,14 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
     ) -> None:
         """Train the networks on validated rows ``X``; ``labels`` holds class indices, or
         :data:`UNLABELLED`."""
-        architecture, input_shape = _architecture_and_input_shape(self, image_shape, X.shape[1])
+        architecture, input_shape = architecture_and_input_shape(self, image_shape, X.shape[1])
         infers = self._infers_category
         code_size = self.style_dim + (n_categories if infers else 0)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         device = resolve_device(self.device)
         with seeded(seed, device) as generator, flush_denormals():
-            center, scale = _input_scaling(
+            center, scale = input_scaling(
                 X, self.reconstruction_loss, scaling_groups(self.scaling, input_shape)
             )
             encoder, decoder = architecture.build(
@@ -118,17 +106,18 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
             rows = torch.tensor(X, dtype=torch.float32, device=device)
             row_labels = None if labels is None else torch.as_tensor(labels, device=device)
             with compute_threads(module, device):
-                trainer = CategoricalTrainer(
-                    module, rows, row_labels, self._training_config(**extra), generator
+                config = training_config(
+                    self, CategoricalTrainingConfig, input_noise=float(self.input_noise), **extra
                 )
+                trainer = CategoricalTrainer(module, rows, row_labels, config, generator)
                 self.history_ = trainer.fit(progress_bar(self, _PROGRESS_METRICS))
         self.module_, self.device_, self.input_shape_ = module, device, input_shape
 
     def _encoded(self, X) -> tuple[np.ndarray | None, np.ndarray]:
         """Class probabilities and style codes of new rows."""
-        X = _fitted_rows(self, X)
-        with flush_denormals(), compute_threads(self.module_, self.device_) as workers:
-            return encode_categorical(self.module_, X, SCORING_BATCH_SIZE, self.device_, workers)
+        X = fitted_rows(self, X)
+        with inference_threads(self.module_, self.device_) as workers:
+            return encode_categorical(self.module_, X, None, self.device_, workers)
 
     def transform(self, X) -> np.ndarray:
         """Style codes (the continuous part of the code), shape ``(n, style_dim)``."""
@@ -228,7 +217,7 @@ class SupervisedAAE(_CategoricalAAE):
     def fit(self, X, y):
         """Fit on rows ``X`` and the class ``y`` of every row."""
         X, image_shape = self._validated_training_rows(X)
-        y = _targets(X, y)
+        y = targets(X, y)
         self.classes_, labels = np.unique(y, return_inverse=True)
         self._fit_network(X, image_shape, labels.astype(np.int64), len(self.classes_))
         return self
@@ -242,7 +231,7 @@ class SupervisedAAE(_CategoricalAAE):
         draws styles from the Gaussian prior.
         """
         check_is_fitted(self)
-        _check_int("n_samples", n_samples)
+        check_int("n_samples", n_samples)
         rng = check_random_state(random_state)
         if y is None:
             index = rng.randint(len(self.classes_), size=n_samples)
@@ -254,7 +243,7 @@ class SupervisedAAE(_CategoricalAAE):
                     f"y must be one class or one per sample ({n_samples}), got shape "
                     f"{values.shape}"
                 )
-            index = _class_indices(self.classes_, values)
+            index = fitted_class_indices(self.classes_, values)
         if style is None:
             codes = rng.standard_normal((n_samples, self.style_dim))
         else:
@@ -348,11 +337,11 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
     def fit(self, X, y):
         """Fit on rows ``X``; ``y`` holds each row's class, or ``-1`` when unlabelled."""
         X, image_shape = self._validated_training_rows(X)
-        _check_positive_number("label_weight", self.label_weight)
-        _check_int("labelled_batch_size", self.labelled_batch_size)
-        _check_non_negative("balance_weight", self.balance_weight)
-        y = _targets(X, y, check=False)
-        unlabelled = _unlabelled(y)
+        check_positive_number("label_weight", self.label_weight)
+        check_int("labelled_batch_size", self.labelled_batch_size)
+        check_non_negative("balance_weight", self.balance_weight)
+        y = targets(X, y, check=False)
+        unlabelled = unlabelled_rows(y)
         if unlabelled.all():
             raise ValueError(
                 "y marks every row unlabelled (-1); AAEClassifier needs labelled rows of at "
@@ -360,7 +349,7 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
             )
         # -1 mixed with strings (an object array) is checked once the -1 rows are out
         check_classification_targets(y[~unlabelled])
-        self.classes_ = np.unique(y[~unlabelled].astype(_label_dtype(y[~unlabelled])))
+        self.classes_ = np.unique(y[~unlabelled].astype(label_dtype(y[~unlabelled])))
         if len(self.classes_) < 2:
             raise ValueError(
                 f"the labelled rows have only 1 class ({self.classes_[0]!r}); a classifier "
@@ -454,8 +443,8 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
     def fit(self, X, y=None):
         """Cluster the rows of ``X``; ``y`` is not used."""
         X, image_shape = self._validated_training_rows(X)
-        _check_int("n_clusters", self.n_clusters)
-        _check_non_negative("balance_weight", self.balance_weight)
+        check_int("n_clusters", self.n_clusters)
+        check_non_negative("balance_weight", self.balance_weight)
         self._fit_network(
             X, image_shape, None, int(self.n_clusters), balance_weight=float(self.balance_weight)
         )
@@ -471,57 +460,11 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
         return self._encoded(X)[0]
 
 
-def _check_non_negative(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < np.inf:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
 
 
-def _targets(X: np.ndarray, y, check: bool = True) -> np.ndarray:
-    """``y`` as a 1-D array of one class per row of ``X``, checked to hold classes unless
-    ``check`` is off."""
-    if y is None:
-        raise ValueError(
-            "this estimator requires y to be passed, but the target y is None: give the "
-            "class of each row"
-        )
-    y = column_or_1d(y, warn=True)
-    if len(y) != len(X):
-        raise ValueError(f"y has {len(y)} entries but X has {len(X)} rows")
-    if check:
-        check_classification_targets(y)
-    return y
 
 
-def _unlabelled(y: np.ndarray) -> np.ndarray:
-    """Rows marked -1, scikit-learn's mark of an unlabelled row (never a string)."""
-    if y.dtype.kind in "iuf":
-        return y == UNLABELLED
-    if y.dtype.kind == "O":
-        return np.array(
-            [isinstance(v, numbers.Real) and not isinstance(v, bool) and v == UNLABELLED
-             for v in y],
-            dtype=bool,
-        )
-    return np.zeros(len(y), dtype=bool)
 
 
-def _label_dtype(values: np.ndarray):
-    """Labels that were mixed with -1 in an object array keep a plain dtype once it is
-    gone (strings stay strings)."""
-    if values.dtype.kind == "O" and all(isinstance(v, str) for v in values):
-        return str
-    return values.dtype
 
 
-def _class_indices(classes: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Each value's index in the fitted ``classes``; an unknown class is a ValueError."""
-    try:
-        index = np.clip(np.searchsorted(classes, values), 0, len(classes) - 1)
-        unknown = np.asarray(classes[index] != values, dtype=bool)
-    except TypeError:  # strings asked of a model of numbers, or the reverse
-        index, unknown = None, np.ones(len(values), dtype=bool)
-    if unknown.any():
-        first = values[np.flatnonzero(unknown)[0]]
-        first = first.item() if isinstance(first, np.generic) else first
-        raise ValueError(f"unknown class {first!r}; the model knows {classes.tolist()}")
-    return index

@@ -14,9 +14,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from .estimator import AAEDetector
-from .modelfile import ModelHeader
-from .plugins import KINDS, PluginManager
+from ..estimators.building import resolved_latent_dim
+from ..io.modelfile import ModelHeader
+from ..plugin_system.manager import KINDS, PluginManager
 
 # The score table's columns, in the order of the .npy output's columns.
 SCORE_COLUMNS = (
@@ -117,7 +117,7 @@ def describe_model(header: ModelHeader) -> dict[str, Any]:
 def _latent_dim(params: dict[str, Any], n_features: int) -> str:
     if params["latent_dim"] != "auto":
         return str(params["latent_dim"])
-    resolved = AAEDetector(latent_dim="auto")._resolved_latent_dim(n_features)
+    resolved = resolved_latent_dim("auto", n_features)
     return f"{resolved} (auto)"
 
 

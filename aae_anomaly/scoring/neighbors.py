@@ -22,8 +22,8 @@ import threading
 import numpy as np
 import torch
 
-from .engine.inference import aligned_rows
-from .engine.runtime import long_lived_threads, worker_thread
+from ..engine.inference import aligned_rows
+from ..engine.runtime import long_lived_threads, worker_thread
 
 # Query rows per ranking product: a divisor of the scoring batch size, so that every row's
 # ranking comes from identically shaped products (a row's score then does not depend on

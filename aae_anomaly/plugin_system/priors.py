@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .errors import DensityUnavailableError
+from ..errors import DensityUnavailableError
 
 
 class Prior(ABC):

@@ -1,15 +1,18 @@
 """The main job in one call: fit on the normal rows of a data set with known anomalies,
-score a held-out part, and report how well the scores separate the anomalies."""
+score a held-out part, and report how well the scores separate the anomalies. As a
+function, :func:`run_demo`, and as the ``demo`` command."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
+import click
 import numpy as np
 
-from .datasets import load_dataset
-from .estimator import AAEDetector
+from ..estimators.detector import AAEDetector
+from ..plugin_system.datasets import load_dataset
+from .app import main
 from .reports import Evaluation, evaluate, score_table
 
 DEFAULT_DATASET = "sklearn:name=breast_cancer"
@@ -58,3 +61,22 @@ def run_demo(
         fit_seconds=fit_seconds,
         evaluation=evaluate(table, labels[test], detector.offset_),
     )
+
+
+@main.command()
+@click.option(
+    "--dataset", default=DEFAULT_DATASET, help="Dataset plugin spec with known anomalies."
+)
+@click.option("--seed", default=0, type=int, help="Seed of the split and the fit.")
+def demo(dataset: str, seed: int) -> None:
+    """Fit on normal rows of a bundled data set, score held-out rows, report ROC-AUC.
+
+    \b
+    Example:
+      aae-anomaly demo --dataset synthetic:n=5000,anomalies=0.05
+    """
+    try:
+        report = run_demo(dataset, seed=seed)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(report.format())

@@ -16,8 +16,8 @@ from typing import Any
 
 import pluggy
 
+from ..errors import PluginError, UnknownPluginError
 from . import hookspecs
-from .errors import PluginError, UnknownPluginError
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 

@@ -1,100 +1,55 @@
-"""Model files: one fitted :class:`AAEDetector` in one safetensors file.
+"""Model files of :class:`~aae_anomaly.estimators.detector.AAEDetector`: what the
+document holds beside the tensors, and how a detector is rebuilt from it.
 
-The tensors are the network's state dict (weights and the input-scaling buffers
-``center`` and ``scale``). Everything else needed to score sits in the safetensors
-header's ``__metadata__`` under the key ``"aae_anomaly"``, as one JSON document: the
-format name and version, the library version, the estimator's parameters, the prior and
-encoder plugins (name, options, and the distribution and version they came from), the
-input shape and feature names, the score calibration, the threshold offset, the training
-history, and a SHA-256 of the tensors.
-
-Nothing in the file is pickled and loading runs no code from it: the networks are rebuilt
-by the installed plugins from the stored names and options, then filled with the stored
-tensors. Every problem with a file is raised as :class:`ModelFileError` naming the file.
-See ``docs/model-files.md`` for the layout.
+The document (see :mod:`aae_anomaly.io.modelfile` for the container) holds the
+estimator's parameters, the prior and encoder plugins (name, options, and the
+distribution and version they came from), the input shape and feature names, the score
+calibration, the threshold offset and the training history. Loading rebuilds the networks
+with the installed plugins from the stored names and options, then fills them with the
+stored tensors; nothing in the file runs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as serialize_tensors
+from sklearn.utils.validation import check_is_fitted
 
-from .atomic import atomic_write_bytes
-from .engine.runtime import resolve_device
-from .errors import ModelFileError, ModelPluginMissingError, PluginError, UnknownPluginError
-from .estimator import AAEDetector, create_architecture, create_prior
-from .plugins import get_plugin_manager
-from .scoring import ScoreCalibration, available_components
-
-FORMAT_NAME = "aae-anomaly-model"
-# Version 2 adds ``normal_classes`` (a label-conditioned model); files without it are
-# still written as version 1, so that older readers load them.
-FORMAT_VERSION = 2
-METADATA_KEY = "aae_anomaly"
-SUFFIX = ".aae"
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-
-
-@dataclass(frozen=True)
-class ModelHeader:
-    """What a model file holds, read without building the model (so without its plugins)."""
-
-    path: str
-    document: dict[str, Any]
-    tensors: tuple[TensorInfo, ...]
-
-    @property
-    def n_parameters(self) -> int:
-        return sum(math.prod(t.shape) for t in self.tensors)
+from ..engine.runtime import resolve_device
+from ..errors import ModelFileError, ModelPluginMissingError, PluginError, UnknownPluginError
+from ..io.modelfile import (
+    field_error,
+    is_int,
+    is_number,
+    is_number_map,
+    is_str_or_none,
+    write_model_file,
+)
+from ..plugin_system.manager import get_plugin_manager
+from ..scoring import ScoreCalibration, available_components
+from ..scoring.conditioning import check_prior
+from .building import build_detector_module, create_architecture, create_prior, resolved_latent_dim
 
 
 # -- saving ----------------------------------------------------------------------------------
-def save_model(detector: AAEDetector, path: str | os.PathLike) -> None:
-    """Write a fitted detector to ``path`` atomically: a reader (or a crash) sees the
-    previous file or the complete new one, never a part."""
-    from sklearn.utils.validation import check_is_fitted
-
+def save_detector(detector, path: str | os.PathLike) -> None:
+    """Write a fitted detector to ``path`` atomically."""
     check_is_fitted(detector)
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise ModelFileError(f"cannot save the model to {path}: no such directory {target.parent}")
-    tensors = {
-        name: tensor.detach().cpu().contiguous().clone()
-        for name, tensor in detector.module_.state_dict().items()
-    }
-    document = _describe(detector, tensors)
-    try:
-        header = json.dumps(document, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"cannot save the model to {path}: {exc}") from None
-    atomic_write_bytes(target, serialize_tensors(tensors, metadata={METADATA_KEY: header}))
+    write_model_file(path, detector.module_.state_dict(), _describe(detector))
 
 
-def _describe(detector: AAEDetector, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-    from . import __version__
+def _describe(detector) -> dict[str, Any]:
+    from .._version import __version__
 
     architecture = _fitted_architecture_options(detector)
     feature_names = getattr(detector, "feature_names_in_", None)
     normal_classes = getattr(detector, "normal_classes_", None)
     document = {
-        "format": FORMAT_NAME,
         "format_version": (
             1
             if normal_classes is None and detector.module_.anomaly_reference is None
@@ -111,14 +66,13 @@ def _describe(detector: AAEDetector, tensors: dict[str, torch.Tensor]) -> dict[s
         "calibration": detector.calibration_.to_dict(),
         "offset": float(detector.offset_),
         "history": {k: [float(v) for v in values] for k, values in detector.history_.items()},
-        "tensors_sha256": _tensor_digest(tensors),
     }
     if normal_classes is not None:
         document["normal_classes"] = normal_classes.tolist()
     return document
 
 
-def _fitted_architecture_options(detector: AAEDetector) -> dict[str, Any]:
+def _fitted_architecture_options(detector) -> dict[str, Any]:
     # The fitted module does not keep its Architecture; rebuilding one from the parameters
     # gives the options (with the plugin's defaults filled in) that built it.
     return create_architecture(detector.encoder, detector.encoder_params or {}).options()
@@ -145,48 +99,18 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order: flipped
-    bits in the weights would otherwise load silently and give wrong scores."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
-
-# -- reading ---------------------------------------------------------------------------------
-def read_header(path: str | os.PathLike) -> ModelHeader:
-    """The validated JSON document and the tensor list of a model file."""
-    document, tensors = _open(path, load_tensors=False)
-    return ModelHeader(str(path), document, tuple(tensors))
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> AAEDetector:
-    """Read a model file written by :meth:`AAEDetector.save` onto ``device`` (``"cpu"``,
-    ``"auto"`` for CUDA when present, or any torch device string).
-
-    On CPU the loaded detector's scores are bit-identical to the saved one's.
-    """
-    document, tensors = _open(path, load_tensors=True)
-    if _tensor_digest(tensors) != document["tensors_sha256"]:
-        raise ModelFileError(f"{path} is corrupted: its weights do not match their checksum")
-    # files written before ``scaling`` existed were scaled per feature, images included
-    params = {"scaling": "per_feature", **document["params"]}
-    try:
-        detector = AAEDetector(**params)
-        detector._check_params()
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path} holds invalid estimator parameters: {exc}") from None
+# -- loading ---------------------------------------------------------------------------------
+def restore_detector(detector, path, document: dict[str, Any], tensors, device):
+    """Fill ``detector`` (made from the document's checked parameters) with the fitted
+    state of the model file at ``path``, whose document and tensors were read; on
+    ``device``."""
     input_shape = tuple(document["input_shape"])
     n_features = document["n_features_in"]
-    detector.latent_dim_ = detector._resolved_latent_dim(n_features)
+    detector.latent_dim_ = resolved_latent_dim(detector.latent_dim, n_features)
     prior = _rebuild(path, "prior", document["prior"], detector.latent_dim_)
     normal_classes = document.get("normal_classes")
     if normal_classes is not None:
-        from .conditioning import check_prior
-
         detector.normal_classes_ = np.asarray(normal_classes)
         try:
             check_prior(prior, document["prior"]["name"], len(normal_classes))
@@ -221,7 +145,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
         resolved = resolve_device(device)
     except ValueError as exc:
         raise ModelFileError(f"cannot load {path}: {exc}") from None
-    return detector._restore_fitted_state(
+    return _restore_fitted_state(
+        detector,
         module=module,
         prior=prior,
         device=resolved,
@@ -235,14 +160,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
 
 
 def _build(
-    detector: AAEDetector,
+    detector,
     architecture,
     input_shape,
     n_features: int,
     n_reference: int,
     n_anomalies: int = 0,
 ):
-    return detector._build_module(
+    return build_detector_module(
+        detector,
         architecture,
         input_shape,
         np.zeros(n_features, dtype=np.float32),  # placeholders: the stored
@@ -325,81 +251,53 @@ def _check_tensors_fit(
             )
 
 
-def _open(path, load_tensors: bool):
-    file = Path(path)
-    if not file.exists():
-        raise ModelFileError(f"no such model file: {path}")
-    if not file.is_file():
-        raise ModelFileError(f"{path} is not a file")
-    try:
-        with safe_open(str(file), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            names = list(handle.keys())
-            if load_tensors:
-                tensors: Any = {name: handle.get_tensor(name) for name in names}
-            else:
-                tensors = []
-                for name in names:
-                    tensor_slice = handle.get_slice(name)
-                    tensors.append(
-                        TensorInfo(name, tuple(tensor_slice.get_shape()), tensor_slice.get_dtype())
-                    )
-    except (SafetensorError, OSError, RuntimeError) as exc:
-        raise ModelFileError(
-            f"{path} is not an aae-anomaly model file (not a readable safetensors file: "
-            f"{_one_line(exc)})"
-        ) from None
-    if METADATA_KEY not in metadata:
-        raise ModelFileError(
-            f"{path} is not an aae-anomaly model file (a safetensors file without "
-            f"aae-anomaly metadata)"
-        )
-    try:
-        document = json.loads(metadata[METADATA_KEY])
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, too-long integers, nesting
-        message = _one_line(exc)[:200] or type(exc).__name__
-        raise ModelFileError(f"{path} is corrupted: its metadata is not JSON ({message})") from None
-    _validate(path, document)
-    return document, tensors
 
+def _restore_fitted_state(
+    detector,
+    *,
+    module,
+    prior,
+    device: torch.device,
+    input_shape: tuple[int, ...],
+    calibration: ScoreCalibration,
+    offset: float,
+    history: dict[str, list[float]],
+    feature_names: list[str] | None = None,
+    normal_classes: list | None = None,
+):
+    """Set the learned attributes a fit sets, from stored state."""
+    if normal_classes is not None:
+        detector.normal_classes_ = np.asarray(normal_classes)
+    detector.module_ = module.to(device).eval()
+    detector.latent_dim_ = module.latent_dim
+    detector.prior_, detector.device_ = prior, device
+    detector.input_shape_ = tuple(input_shape)
+    detector.n_features_in_ = int(np.prod(detector.input_shape_))
+    if feature_names is not None:
+        detector.feature_names_in_ = np.asarray(feature_names, dtype=object)
+    detector.calibration_, detector.offset_ = calibration, float(offset)
+    detector.history_ = history
+    return detector
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 # -- validating the JSON document ------------------------------------------------------------
-def _validate(path, document: Any) -> None:
-    """Check every field's type, so that a damaged or hand-edited file fails here with the
-    field's name rather than later inside torch."""
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{path} is not an aae-anomaly model file (unknown format)")
-    version = document.get("format_version")
-    if not _is_int(version) or version < 1:
-        raise ModelFileError(f"{path} is corrupted: format_version is {version!r}")
-    if version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path} has model-file format version {version}, newer than this aae-anomaly "
-            f"reads ({FORMAT_VERSION}); upgrade aae-anomaly to load it"
-        )
+def check_detector_document(path, document: Any, known_params: set[str]) -> None:
+    """Check every field of a detector's document, so that a damaged or hand-edited file
+    fails here with the field's name rather than later inside torch."""
+    version = document["format_version"]
 
     def fail(field: str, expected: str) -> ModelFileError:
-        value = document.get(field, "<missing>")
-        shown = repr(value) if len(repr(value)) < 60 else type(value).__name__
-        return ModelFileError(
-            f"{path} is corrupted: field {field!r} should be {expected}, got {shown}"
-        )
+        return field_error(path, document, field, expected)
 
-    for field in ("library_version", "torch_version", "tensors_sha256"):
-        if not isinstance(document.get(field), str):
-            raise fail(field, "a string")
     params = document.get("params")
-    known = set(AAEDetector().get_params())
+    known = known_params
     if not isinstance(params, dict) or not set(params) <= known:
         raise fail("params", f"an object with some of the keys {sorted(known)}")
     if params.get("input_shape") is not None:
         if not (
             isinstance(params["input_shape"], list)
-            and all(_is_int(s) and s > 0 for s in params["input_shape"])
+            and all(is_int(s) and s > 0 for s in params["input_shape"])
         ):
             raise fail("params", "an object whose input_shape is null or positive integers")
         params["input_shape"] = tuple(params["input_shape"])
@@ -410,14 +308,14 @@ def _validate(path, document: Any) -> None:
             and isinstance(entry.get("name"), str)
             and isinstance(entry.get("options"), dict)
             and isinstance(entry.get("plugin"), str)
-            and all(_is_str_or_none(entry.get(k, 0)) for k in ("distribution", "version"))
+            and all(is_str_or_none(entry.get(k, 0)) for k in ("distribution", "version"))
         ):
             raise fail(kind, "an object with name, options, plugin, distribution and version")
     shape = document.get("input_shape")
-    if not (isinstance(shape, list) and shape and all(_is_int(s) and s > 0 for s in shape)):
+    if not (isinstance(shape, list) and shape and all(is_int(s) and s > 0 for s in shape)):
         raise fail("input_shape", "a list of positive integers")
     n_features = document.get("n_features_in")
-    if not _is_int(n_features) or n_features != math.prod(shape):
+    if not is_int(n_features) or n_features != math.prod(shape):
         raise fail("n_features_in", f"the size of input_shape, {math.prod(shape)}")
     names = document.get("feature_names_in")
     if names is not None and not (
@@ -430,7 +328,7 @@ def _validate(path, document: Any) -> None:
     if not (
         isinstance(calibration, dict)
         and set(calibration) == {"center", "spread", "weights"}
-        and all(_is_number_map(calibration[k]) for k in calibration)
+        and all(is_number_map(calibration[k]) for k in calibration)
         and calibration["center"].keys() == calibration["spread"].keys()
         and calibration["center"].keys() == calibration["weights"].keys()
     ):
@@ -446,39 +344,19 @@ def _validate(path, document: Any) -> None:
         version >= 2
         and isinstance(classes, list)
         and classes
-        and (all(_is_int(c) for c in classes) or all(isinstance(c, str) for c in classes))
+        and (all(is_int(c) for c in classes) or all(isinstance(c, str) for c in classes))
         and len(set(classes)) == len(classes)
         and classes == sorted(classes)
     ):
         raise fail("normal_classes", "a sorted list of distinct integers or strings")
-    if not _is_number(document.get("offset")):
+    if not is_number(document.get("offset")):
         raise fail("offset", "a number")
     history = document.get("history")
     if not (
         isinstance(history, dict)
-        and all(isinstance(v, list) and all(_is_number(x) for x in v) for v in history.values())
+        and all(isinstance(v, list) and all(is_number(x) for x in v) for v in history.values())
     ):
         raise fail("history", "an object of lists of numbers")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
-
-def _is_number(value: Any) -> bool:
-    """A finite int or float (JSON allows NaN, Infinity and integers too large for a float,
-    none of which a model can use)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def _is_str_or_none(value: Any) -> bool:
-    return value is None or isinstance(value, str)
-
-
-def _is_number_map(value: Any) -> bool:
-    return isinstance(value, dict) and all(_is_number(v) for v in value.values())

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .plugins import get_plugin_manager
+from .manager import get_plugin_manager
 
 
 @dataclass

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MissingDependencyError
+from ..plugin_system.datasets import Dataset, load_dataset, parse_spec
+from ..plugin_system.manager import get_plugin_manager
 from .atomic import atomic_path, atomic_write_bytes
-from .datasets import Dataset, load_dataset, parse_spec
-from .errors import MissingDependencyError
-from .plugins import get_plugin_manager
 
 DATA_SUFFIXES = (".csv", ".parquet", ".npy", ".npz")
 OUTPUT_SUFFIXES = (".csv", ".parquet", ".npy")

@@ -1,0 +1,376 @@
+"""Anomaly detection: ``fit`` a detector to normal rows and save it, ``score`` new rows
+with the model file, ``evaluate`` its scores against known labels."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import numpy as np
+from click.core import ParameterSource
+
+from ..engine.model import POSTERIORS
+from ..estimators.detector import AAEDetector
+from ..estimators.validation import FLOAT32_MAX, check_values
+from ..io.tables import check_labels, read_data, write_table
+from .app import BadInput, main, user_errors
+from .fitconfig import DEFAULTS as FIT_DEFAULTS
+from .fitconfig import merge_settings, parse_options, read_config
+from .inputs import load_model_and_data, pop_column
+from .options import (
+    AutoOr,
+    anomaly_labels_option,
+    batch_size_option,
+    encoder_option,
+    epochs_option,
+    json_option,
+    loss_option,
+    plugin_options_option,
+    quiet_option,
+    scaling_option,
+    scoring_device_option,
+    seed_option,
+    training_device_option,
+)
+from .reports import evaluate, score_table
+
+# -- fit ---------------------------------------------------------------------------------------
+PLUGIN_OPTION_FLAGS = {"prior_params": "--prior-option", "encoder_params": "--encoder-option"}
+
+
+def _setting(flag: str, type=None, help: str | None = None):
+    """``--NAME`` for the detector parameter NAME (dashes for underscores), with the
+    default a command-line fit uses."""
+    name = flag.lstrip("-").replace("-", "_")
+    return click.option(flag, type=type, default=FIT_DEFAULTS[name], help=help)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set option ``name`` (rather than click filling in its default)."""
+    source = ctx.get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+@main.command()
+@click.argument("data")
+@click.option("-o", "--output", required=True, help="Model file to write (e.g. model.aae).")
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="TOML or JSON file of settings keyed by AAEDetector parameter names "
+    "(prior, prior_params, epochs, ...); options given on the command line win.",
+)
+@_setting("--prior", help="Prior plugin (see `plugins`).")
+@plugin_options_option(
+    "prior",
+    "n_components=5",
+    " Values are read as JSON when they parse (3, 0.5, [64,32], true), else as text.",
+)
+@encoder_option(FIT_DEFAULTS["encoder"])
+@plugin_options_option("encoder", "hidden=[64,32]")
+@_setting("--latent-dim", AutoOr(int), "Code size, or 'auto': half the features, between 2 and 8.")
+@epochs_option(FIT_DEFAULTS["epochs"])
+@batch_size_option(FIT_DEFAULTS["batch_size"])
+@_setting("--lr-autoencoder", float)
+@_setting("--lr-discriminator", float)
+@_setting("--lr-generator", float)
+@loss_option(FIT_DEFAULTS["reconstruction_loss"], "Reconstruction loss.")
+@scaling_option(
+    FIT_DEFAULTS["scaling"],
+    "Input statistics: per_feature (columns in different units), shared (one unit, "
+    "such as pixels); auto: shared for images, else per_feature.",
+)
+@_setting("--posterior", click.Choice(POSTERIORS))
+@_setting(
+    "--contamination",
+    AutoOr(float),
+    "Expected share of anomalies, sets the threshold; 'auto' flags scores above the "
+    "99th percentile of held-out normal rows.",
+)
+@_setting("--calibration-fraction", float, "Share of rows held back to normalize the scores.")
+@seed_option(FIT_DEFAULTS["random_state"])
+@training_device_option(FIT_DEFAULTS["device"])
+@click.option(
+    "--label-column",
+    metavar="NAME",
+    help="Column of anomaly labels (1 = anomaly) in a .csv/.parquet DATA; its anomalies "
+    "are left out of training.",
+)
+@click.option(
+    "--classes-column",
+    metavar="NAME",
+    help="Column of class labels of the normal rows (whole numbers) in a .csv/.parquet "
+    "DATA: each class gets its own region of the latent space (label-conditioned "
+    "regularization; needs --prior mixture or swiss_roll with a region per class).",
+)
+@click.option(
+    "--known-anomalies",
+    is_flag=True,
+    help="Semi-supervised: keep DATA's labelled anomalies (label 1) as known anomalies, "
+    "which raise the score of rows near them, instead of leaving them out.",
+)
+@click.option(
+    "--checkpoint",
+    "checkpoint_dir",
+    metavar="DIR",
+    help="Save the state of the fit to DIR after every epoch, so that an interrupted fit "
+    "can continue with --resume.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the fit whose checkpoint is in --checkpoint DIR (same DATA and "
+    "settings); it ends with the model an uninterrupted fit gives. Starts from the "
+    "beginning when DIR holds no checkpoint yet.",
+)
+@quiet_option()
+@click.pass_context
+def fit(
+    ctx: click.Context,
+    data,
+    output,
+    config_file,
+    label_column,
+    classes_column,
+    known_anomalies,
+    checkpoint_dir,
+    resume,
+    quiet,
+    **options,
+) -> None:
+    """Train a detector on DATA and save it to one model file.
+
+    DATA should hold normal rows. When it has labels (an .npz with y, a dataset plugin
+    with labels, or --label-column), only the rows labelled 0 are trained on, and a note
+    says so on stderr. Settings come from the options given, then --config, then the
+    defaults shown.
+
+    SIGINT or SIGTERM stops the fit without writing OUTPUT (exit status 130 or 143); with
+    --checkpoint, run the same command with --resume to continue it.
+
+    \b
+    Example:
+      aae-anomaly fit normal.csv -o model.aae --prior mixture \\
+          --prior-option n_components=5 --epochs 100
+      aae-anomaly fit synthetic:n=2000 -o model.aae --config settings.toml
+      aae-anomaly fit big.csv -o model.aae --checkpoint ckpt/ [--resume]
+    """
+    if resume and not checkpoint_dir:
+        raise BadInput("--resume needs --checkpoint DIR, the directory to resume from")
+    with user_errors(), _interruptible(output, checkpoint_dir):
+        explicit = {name: value for name, value in options.items() if _given(ctx, name)}
+        for name, flag in PLUGIN_OPTION_FLAGS.items():
+            if name in explicit:
+                explicit[name] = parse_options(explicit[name], flag)
+        config = read_config(config_file) if config_file else {}
+        settings = merge_settings(config, explicit)
+
+        dataset = read_data(data, label_column)
+        classes = None
+        if classes_column:
+            dataset, classes = pop_column(dataset, data, classes_column)
+        anomaly_labels = None
+        if known_anomalies:
+            rows, anomaly_labels, note = _with_known_anomalies(dataset, data)
+        else:
+            rows, note = _normal_rows(dataset, data)
+            if classes is not None and dataset.y is not None:
+                classes = classes[~check_labels(dataset.y, data, len(dataset.X))]
+        if note and not quiet:
+            click.echo(note, err=True)
+        if rows.ndim == 2:  # name the columns if a value cannot be trained on
+            check_values(rows, dataset.feature_names, limit=FLOAT32_MAX)
+        detector = AAEDetector(**settings, verbose=not quiet and sys.stderr.isatty())
+        if resume and not quiet:
+            click.echo(_resume_note(checkpoint_dir), err=True)
+        n_trained = len(rows) if anomaly_labels is None else int((~anomaly_labels).sum())
+        detector.fit(
+            rows,
+            classes=classes,
+            anomaly_labels=anomaly_labels,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+        )
+        names = dataset.feature_names
+        if names is not None and rows.ndim == 2 and len(names) == rows.shape[1]:
+            # fit saw a bare array; keep the file's column names so that `score` can check
+            # that new files have the same columns
+            detector.feature_names_in_ = np.asarray(names, dtype=object)
+        detector.save(output)
+    if not quiet:
+        click.echo(
+            f"saved {output}: {detector.prior} prior, {detector.encoder} encoder, "
+            f"{n_trained} rows, {detector.epochs} epochs, "
+            f"threshold score > {-detector.offset_:.4g}",
+            err=True,
+        )
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: stop cleanly, writing nothing at the output path."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _interruptible(output: str, checkpoint_dir: str | None) -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into one ``Error:`` line and exit status 128 + signal.
+
+    The model file is written atomically at the very end, so an interrupted fit leaves
+    nothing at ``output`` (a model already there stays as it was).
+    """
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # only the main thread may set handlers
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        if checkpoint_dir:
+            where = f"the checkpoint in {checkpoint_dir} holds the epochs done; run the same "
+            where += "command with --resume to continue"
+        else:
+            where = "use --checkpoint DIR to be able to resume an interrupted fit"
+        click.echo(f"Error: fit interrupted by {name}; {output} was not written; {where}", err=True)
+        sys.exit(128 + signum)
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _resume_note(checkpoint_dir: str) -> str:
+    from ..engine.checkpoint import FILENAME
+
+    if not (Path(checkpoint_dir) / FILENAME).is_file():
+        return f"note: no checkpoint in {checkpoint_dir} yet; starting from the beginning"
+    return f"note: resuming from the checkpoint in {checkpoint_dir}"
+
+
+def _with_known_anomalies(dataset, source: str):
+    if dataset.y is None:
+        raise ValueError(
+            f"--known-anomalies needs labels; {source} has none (use an .npz with y, a "
+            "labelled dataset plugin, or --label-column NAME)"
+        )
+    marked = check_labels(dataset.y, source, len(dataset.X))
+    note = (
+        f"note: training on DATA's {int((~marked).sum())} normal rows; its "
+        f"{int(marked.sum())} labelled anomalies are kept as known anomalies"
+    )
+    return dataset.X, marked, note
+
+
+def _normal_rows(dataset, source: str):
+    if dataset.y is None:
+        return dataset.X, None
+    normal = ~check_labels(dataset.y, source, len(dataset.X))
+    if not normal.any():
+        raise ValueError("the labels mark every row as an anomaly; no normal rows to train on")
+    note = (
+        f"note: DATA has labels; training on its {int(normal.sum())} normal rows "
+        f"(leaving out {int((~normal).sum())} labelled anomalies)"
+    )
+    return dataset.X[normal], note
+
+
+# -- score, evaluate -----------------------------------------------------------------------------
+def _score_rows(detector, dataset, classes):
+    with warnings.catch_warnings():
+        # the column names were checked against DATA's own; the bare array passed on
+        # would only make scikit-learn warn that it has none
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        return score_table(detector, dataset.X, classes)
+
+
+def _scored(model: str, data: str, label_column: str | None, device: str, classes_column=None):
+    """Load the model and DATA, check they fit together, and score every row."""
+    detector, dataset, classes = load_model_and_data(
+        model, data, label_column, device, classes_column
+    )
+    return detector, dataset, _score_rows(detector, dataset, classes)
+
+
+CLASSES_HELP = (
+    "For a model fitted with --classes-column: the column of each row's class in a "
+    ".csv/.parquet DATA (else each row is scored in its best-matching class's region)."
+)
+
+
+@main.command()
+@click.argument("model")
+@click.argument("data")
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    help="Where to write the scores: .csv, .parquet or .npy (format from the suffix), or - "
+    "for CSV on stdout.",
+)
+@anomaly_labels_option(" It is not scored.")
+@click.option("--classes-column", metavar="NAME", help=CLASSES_HELP)
+@scoring_device_option()
+def score(model, data, output, label_column, classes_column, device) -> None:
+    """Score every row of DATA with MODEL: one output row per input row.
+
+    Columns: score (the combined anomaly score, larger is more anomalous), each component
+    (reconstruction, discriminator, density for priors with a density, neighbors unless
+    fitted with n_neighbors=0), and is_anomaly (1 when the score is above the model's
+    threshold, else 0). An .npy output is a float array with the columns in that order.
+
+    \b
+    Example:
+      aae-anomaly score model.aae new.csv -o scores.csv
+      aae-anomaly score model.aae new.npy | sort -t, -k1 -g | tail
+    """
+    with user_errors():
+        _, _, table = _scored(model, data, label_column, device, classes_column)
+        write_table(table, output)
+
+
+@main.command(name="evaluate")
+@click.argument("model")
+@click.argument("data")
+@anomaly_labels_option()
+@click.option("--classes-column", metavar="NAME", help=CLASSES_HELP)
+@json_option("One JSON object on stdout.")
+@scoring_device_option()
+def evaluate_command(model, data, label_column, classes_column, as_json, device) -> None:
+    """Compare MODEL's scores on DATA with DATA's known labels (1 = anomaly).
+
+    Prints ROC-AUC and average precision of the scores, and precision, recall, F1 and the
+    confusion counts at the model's threshold. Labels come from an .npz's y, a dataset
+    plugin, or --label-column.
+
+    \b
+    Example:
+      aae-anomaly evaluate model.aae test.csv --label-column is_fraud
+      aae-anomaly evaluate model.aae synthetic:n=2000,seed=1 --json
+    """
+    with user_errors():
+        detector, dataset, classes = load_model_and_data(
+            model, data, label_column, device, classes_column
+        )
+        # the labels are checked before the (possibly long) scoring, not after
+        if dataset.y is None:
+            raise ValueError(
+                f"{data} has no labels; use an .npz with y, a labelled dataset plugin, "
+                "or --label-column NAME"
+            )
+        labels = check_labels(dataset.y, data, len(dataset.X))
+        report = evaluate(_score_rows(detector, dataset, classes), labels, detector.offset_)
+    click.echo(json.dumps(report.to_dict()) if as_json else report.format())

@@ -1,0 +1,258 @@
+"""The categorical AAE family: ``classify`` (semi-supervised), ``cluster``
+(unsupervised) and ``generate`` (supervised), each fitting on DATA and writing a table."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import numpy as np
+
+from ..estimators.family import AAEClassifier, AAEClustering, SupervisedAAE
+from ..io.tables import check_features, read_data, write_table
+from .app import main, user_errors
+from .fitconfig import DEFAULTS as FIT_DEFAULTS
+from .fitconfig import parse_options
+from .options import (
+    batch_size_option,
+    encoder_option,
+    epochs_option,
+    loss_option,
+    plugin_options_option,
+    quiet_option,
+    scaling_option,
+    seed_option,
+    table_output_option,
+    training_device_option,
+)
+
+
+def _command_defaults(estimator: type) -> dict:
+    """The defaults of a family command's options: ``estimator``'s parameters, and fit's
+    seed (a command-line fit is reproducible unless asked otherwise)."""
+    return {**estimator().get_params(), "random_state": FIT_DEFAULTS["random_state"]}
+
+
+CLASSIFY_DEFAULTS = _command_defaults(AAEClassifier)
+CLUSTER_DEFAULTS = _command_defaults(AAEClustering)
+GENERATE_DEFAULTS = _command_defaults(SupervisedAAE)
+
+
+def family_options(defaults: dict):
+    """The training options the family's commands share, defaulting to ``defaults`` (one
+    of the ``*_DEFAULTS`` above)."""
+    options = [
+        click.option(
+            "--style-dim", type=int, default=defaults["style_dim"], help="Size of the style code."
+        ),
+        encoder_option(defaults["encoder"]),
+        plugin_options_option("encoder", "hidden=[512,256]"),
+        epochs_option(defaults["epochs"]),
+        batch_size_option(defaults["batch_size"]),
+        loss_option(
+            defaults["reconstruction_loss"],
+            "Reconstruction loss; bce (pixels scaled to [0, 1]) suits images.",
+        ),
+        click.option(
+            "--input-noise",
+            type=float,
+            default=defaults["input_noise"],
+            help="Std of noise on inputs in training.",
+        ),
+        scaling_option(
+            defaults["scaling"], "Input statistics, as for fit: shared for images under auto."
+        ),
+        seed_option(defaults["random_state"]),
+        training_device_option(defaults["device"]),
+        quiet_option(),
+    ]
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def predict_option(verb: str):
+    """``--predict DATA``: other rows to answer for than DATA's own."""
+    return click.option(
+        "--predict", metavar="DATA", help=f"Rows to {verb} (default: DATA's own rows)."
+    )
+
+
+def _family_settings(options: dict) -> tuple[dict, bool]:
+    quiet = options.pop("quiet")
+    options["encoder_params"] = parse_options(options["encoder_params"], "--encoder-option")
+    options["verbose"] = not quiet and sys.stderr.isatty()
+    return options, quiet
+
+
+def _class_labels(dataset, source: str) -> np.ndarray:
+    """DATA's labels as whole numbers (-1 = unlabelled), one per row."""
+    if dataset.y is None:
+        raise ValueError(
+            f"{source} has no labels: use an .npz with y or --label-column NAME (class "
+            "numbers; -1 marks an unlabelled row)"
+        )
+    labels = np.asarray(dataset.y).reshape(-1)
+    if len(labels) != len(dataset.X):
+        raise ValueError(f"{source} has {len(dataset.X)} rows but {len(labels)} labels")
+    if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
+        raise ValueError(f"{source}: labels must be whole class numbers (-1 = unlabelled)")
+    if labels.dtype.kind not in "iuf":
+        raise ValueError(f"{source}: labels are {labels.dtype} values; expected class numbers")
+    return labels.astype(np.int64)
+
+
+def _rows_to_label(predict: str | None, n_features: int):
+    """PREDICT's rows, checked to have the model's ``n_features`` columns; None without
+    --predict, when the command answers for DATA's own rows."""
+    if predict is None:
+        return None
+    dataset = read_data(predict)
+    check_features(dataset, predict, n_features, None)
+    return dataset.X
+
+
+CLASS_LABEL_HELP = (
+    "Column of class numbers in a .csv/.parquet DATA (-1 = unlabelled); an .npz's y is "
+    "used otherwise."
+)
+
+
+@main.command()
+@click.argument("data")
+@table_output_option("Predictions")
+@click.option("--label-column", metavar="NAME", help=CLASS_LABEL_HELP)
+@predict_option("classify")
+@click.option(
+    "--label-weight",
+    type=float,
+    default=CLASSIFY_DEFAULTS["label_weight"],
+    help="Weight of the labelled step.",
+)
+@click.option(
+    "--labelled-batch-size",
+    type=int,
+    default=CLASSIFY_DEFAULTS["labelled_batch_size"],
+    help="Labelled rows drawn per step.",
+)
+@family_options(CLASSIFY_DEFAULTS)
+def classify(data, output, label_column, predict, **options) -> None:
+    """Semi-supervised classification: fit an AAEClassifier on DATA, whose labels are
+    class numbers with -1 for unlabelled rows, and write each row's predicted class and
+    class probabilities.
+
+    Columns: label (the predicted class), then probability_K for each class K.
+
+    \b
+    Example:
+      aae-anomaly classify train.npz --predict test.npz -o predictions.csv
+      aae-anomaly classify rows.csv --label-column digit --epochs 100
+    """
+    settings, quiet = _family_settings(options)
+    with user_errors():
+        dataset = read_data(data, label_column)
+        labels = _class_labels(dataset, data)
+        model = AAEClassifier(**settings).fit(dataset.X, labels)
+        rows = _rows_to_label(predict, model.n_features_in_)
+        probabilities = model.predict_proba(dataset.X if rows is None else rows)
+        table = {"label": model.classes_[probabilities.argmax(axis=1)]}
+        for k, name in enumerate(model.classes_):
+            table[f"probability_{name}"] = probabilities[:, k]
+        write_table(table, output)
+    if not quiet:
+        n_labelled = int((labels != -1).sum())
+        click.echo(
+            f"fitted on {len(labels)} rows ({n_labelled} labelled, classes "
+            f"{model.classes_.tolist()}), {model.epochs} epochs",
+            err=True,
+        )
+
+
+@main.command()
+@click.argument("data")
+@table_output_option("Clusters")
+@click.option(
+    "--clusters",
+    "n_clusters",
+    type=int,
+    default=CLUSTER_DEFAULTS["n_clusters"],
+    help="Number of clusters.",
+)
+@predict_option("assign")
+@family_options(CLUSTER_DEFAULTS)
+def cluster(data, output, n_clusters, predict, **options) -> None:
+    """Unsupervised clustering: fit an AAEClustering on DATA (labels, if any, are not
+    used) and write each row's cluster number.
+
+    \b
+    Example:
+      aae-anomaly cluster rows.npy --clusters 16 -o clusters.csv
+    """
+    settings, quiet = _family_settings(options)
+    with user_errors():
+        dataset = read_data(data)
+        model = AAEClustering(n_clusters=n_clusters, **settings).fit(dataset.X)
+        rows = _rows_to_label(predict, model.n_features_in_)
+        clusters = model.labels_ if rows is None else model.predict(rows)
+        write_table({"cluster": clusters}, output)
+    if not quiet:
+        used = len(np.unique(model.labels_))
+        click.echo(
+            f"fitted on {len(dataset.X)} rows: {used} of {n_clusters} clusters used", err=True
+        )
+
+
+@main.command()
+@click.argument("data")
+@table_output_option("Samples")
+@click.option("--label-column", metavar="NAME", help="Column of class numbers in a .csv/.parquet.")
+@click.option(
+    "--class",
+    "class_",
+    type=int,
+    multiple=True,
+    help="Class of the samples; repeat for several (default: every class).",
+)
+@click.option("-n", "--samples", "n_samples", type=int, default=10, help="Samples per class.")
+@family_options(GENERATE_DEFAULTS)
+def generate(data, output, label_column, class_, n_samples, **options) -> None:
+    """Supervised AAE: fit a SupervisedAAE on DATA and its class labels (the decoder is
+    given the class, the code learns the style), then write new rows of the classes asked
+    for, each drawn with a style from the prior.
+
+    Rows come in DATA's columns, n per class, class by class; the last column, class,
+    names the class of each row.
+
+    \b
+    Example:
+      aae-anomaly generate digits.npz --class 3 --class 8 -n 16 -o samples.csv
+    """
+    settings, quiet = _family_settings(options)
+    with user_errors():
+        dataset = read_data(data, label_column)
+        labels = _class_labels(dataset, data)
+        unknown = sorted(set(class_) - set(labels.tolist()))
+        if unknown:  # before the fit, not after it
+            raise ValueError(
+                f"--class {unknown[0]} is not a class of {data}; its classes: "
+                f"{np.unique(labels).tolist()}"
+            )
+        model = SupervisedAAE(**settings).fit(dataset.X, labels)
+        wanted = np.repeat(np.asarray(class_ or model.classes_), n_samples)
+        samples = model.sample(len(wanted), y=wanted, random_state=settings["random_state"])
+        names = dataset.feature_names
+        if names is None or len(names) != samples.shape[1]:
+            names = [f"x{i}" for i in range(samples.shape[1])]
+        table = {name: samples[:, i] for i, name in enumerate(names)}
+        table["class"] = wanted
+        write_table(table, output)
+    if not quiet:
+        click.echo(
+            f"fitted on {len(labels)} rows of classes {model.classes_.tolist()}; wrote "
+            f"{len(wanted)} samples",
+            err=True,
+        )

@@ -1,0 +1,397 @@
+"""``AAEDetector``: the scikit-learn face of the library.
+
+The estimator holds its parameters and the fitted state; each step of a fit or a score is
+done by a named collaborator: :mod:`.validation` (parameters and rows), :mod:`.scaling`
+(input scaling), :mod:`.labels` (classes and known anomalies), :mod:`.building` (plugins
+and networks), :mod:`.fitting` (the checkpointed training run), :mod:`.calibration` (the
+score's normalization and threshold), :mod:`aae_anomaly.scoring` (the components) and
+:mod:`.persistence` (model files).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ..engine.inference import encode_rows, inference_ready, inference_threads
+from ..engine.runtime import flush_denormals, resolve_device, seeded
+from ..engine.training import Trainer
+from ..scoring import ScoreCalibration, available_components, joint_coordinates, raw_components
+from ..scoring.conditioning import check_prior
+from . import calibration, fitting, labels
+from .building import (
+    architecture_and_input_shape,
+    build_detector_module,
+    create_prior,
+    resolved_latent_dim,
+    training_config,
+)
+from .scaling import input_scaling, scaling_groups
+from .validation import check_detector_params, check_int, finite, scoring_rows, training_rows
+
+
+class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
+    """Anomaly detector built on an adversarial autoencoder (Makhzani et al., 2015).
+
+    Fit on normal data; a new sample is anomalous when it reconstructs badly and when its
+    latent code is unlikely under the prior (see :mod:`aae_anomaly.scoring`).
+
+    Parameters
+    ----------
+    prior : str, default="gaussian"
+        Name of a registered prior plugin (``gaussian``, ``mixture``, ``swiss_roll``,
+        ``uniform``, or one a third-party package adds).
+    prior_params : dict, default=None
+        Options for the prior, e.g. ``{"n_components": 10}`` for ``mixture``.
+    encoder : str, default="mlp"
+        Name of a registered encoder architecture (``mlp`` for tabular rows, ``conv`` for
+        images).
+    encoder_params : dict, default=None
+        Options for the architecture, e.g. ``{"hidden": [128, 64]}`` for ``mlp``.
+    latent_dim : int or "auto", default="auto"
+        Size of the latent code. ``"auto"`` takes half the number of features, between 2
+        and 8: a code narrower than the input, so the decoder cannot simply copy it.
+    epochs : int, default=50
+        Passes over the training rows.
+    batch_size : int, default=128
+        Rows per mini-batch.
+    lr_autoencoder, lr_discriminator, lr_generator : float
+        Adam learning rates of the reconstruction step, the discriminator step and the
+        encoder's adversarial step.
+    reconstruction_loss : {"mse", "l1", "bce"}, default="mse"
+        ``bce`` scales inputs to [0, 1] with the training minimum and maximum; the others
+        standardize them (mean and standard deviation).
+    scaling : {"auto", "per_feature", "shared"}, default="auto"
+        Whose statistics scale the inputs. ``per_feature``: each column its own, for
+        columns in different units. ``shared``: one centre and scale for all columns (per
+        channel for images), for columns in one unit such as pixels, where per-column
+        scaling would turn ink on a pixel that was always dark in training into a huge
+        value. ``"auto"``: ``shared`` for images (a 4-D ``X``, an ``input_shape`` of
+        several dimensions, or an image architecture), ``per_feature`` otherwise.
+    posterior : {"deterministic", "gaussian"}, default="deterministic"
+        The encoder's q(z|x): a point, or a Gaussian sampled with the reparameterization
+        trick during training (its mean is used for scoring).
+    input_shape : tuple of int, default=None
+        Per-sample shape for image architectures, e.g. ``(1, 28, 28)``; inferred when
+        ``None`` (a 4-D ``X`` gives it directly).
+    score_weights : dict, default=None
+        Weight of each score component in the combined score. ``None`` takes the default
+        that measured best on real data (see ``docs/scoring.md``): the ``neighbors``
+        component, or ``reconstruction`` when ``n_neighbors=0``.
+    n_neighbors : int, default=5
+        Neighbours averaged by the ``neighbors`` component, which measures distance to
+        normal training rows in the AAE's (code, residual) coordinates. The model keeps
+        those coordinates for up to 4,096 training rows. ``0`` turns the component off,
+        and then no training rows are kept.
+    calibration_fraction : float, default=0.1
+        Share of the training rows held back to normalize the score components.
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        Expected share of anomalies. ``"auto"`` puts the threshold at the 99th percentile
+        of the held-out normal rows' scores; a float puts it at that quantile of the
+        training rows' scores.
+    device : str, default="auto"
+        ``"auto"`` uses CUDA when present, else CPU; or any torch device string.
+    random_state : int, RandomState or None, default=None
+        Seed for a reproducible fit: same data and seed give bit-identical scores on CPU.
+    verbose : bool, default=False
+        Show a progress bar with the losses during fit.
+
+    Attributes
+    ----------
+    module_ : AAEModule
+        The encoder, decoder and discriminator.
+    prior_ : Prior
+    history_ : dict of list of float
+        Per-epoch ``reconstruction``, ``discriminator`` and ``generator`` losses,
+        ``discriminator_accuracy``, ``learning_rate_scale`` (below 1 after a diverged
+        epoch was retried with smaller learning rates) and ``discriminator_overpowered``
+        (1 where the discriminator's accuracy stayed above 0.95 for the last 5 epochs).
+    calibration_ : ScoreCalibration
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+    input_shape_ : tuple of int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` had string column names.
+    normal_classes_ : ndarray
+        Only after ``fit(X, classes=...)``: the classes of normal data, sorted; class
+        ``normal_classes_[k]`` has the prior's ``k``-th region.
+    """
+
+    def __init__(
+        self,
+        prior: str = "gaussian",
+        prior_params: dict | None = None,
+        encoder: str = "mlp",
+        encoder_params: dict | None = None,
+        latent_dim: int | str = "auto",
+        epochs: int = 50,
+        batch_size: int = 128,
+        lr_autoencoder: float = 1e-3,
+        lr_discriminator: float = 5e-4,
+        lr_generator: float = 1e-3,
+        reconstruction_loss: str = "mse",
+        scaling: str = "auto",
+        posterior: str = "deterministic",
+        input_shape: tuple[int, ...] | None = None,
+        score_weights: dict | None = None,
+        n_neighbors: int = 5,
+        calibration_fraction: float = 0.1,
+        contamination: str | float = "auto",
+        device: str = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool = False,
+    ):
+        self.prior = prior
+        self.prior_params = prior_params
+        self.encoder = encoder
+        self.encoder_params = encoder_params
+        self.latent_dim = latent_dim
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr_autoencoder = lr_autoencoder
+        self.lr_discriminator = lr_discriminator
+        self.lr_generator = lr_generator
+        self.reconstruction_loss = reconstruction_loss
+        self.scaling = scaling
+        self.posterior = posterior
+        self.input_shape = input_shape
+        self.score_weights = score_weights
+        self.n_neighbors = n_neighbors
+        self.calibration_fraction = calibration_fraction
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(
+        self, X, y=None, *, classes=None, anomaly_labels=None, checkpoint_dir=None, resume=False
+    ):
+        """Fit on ``X``, rows of normal data.
+
+        ``y`` is not used; when given, it must have one entry per row of ``X``.
+
+        ``classes`` (optional) names the class of each normal row (integers or strings,
+        e.g. product types): label-conditioned regularization gives each class its own
+        region of the latent space (see :mod:`aae_anomaly.scoring.conditioning`). It needs
+        a prior with a region per class: ``mixture`` (``n_components``) or ``swiss_roll``
+        (``n_segments``) with at least as many regions as classes.
+
+        ``anomaly_labels`` (optional) marks known anomalies among the rows of ``X`` with 1
+        (normal or unknown rows 0): semi-supervised detection. Those rows are not trained
+        or calibrated on; the model keeps their (code, residual) coordinates, and a row
+        closer to a known anomaly than to its normal neighbours gets a higher
+        ``neighbors`` component (see :func:`aae_anomaly.scoring.with_known_anomalies`).
+        Needs ``n_neighbors > 0``. Class labels of normal rows go to ``classes``, never
+        here.
+
+        With ``checkpoint_dir``, the state of the fit is written there after every epoch
+        (which needs an integer ``random_state``); ``resume=True`` continues from it, with
+        the same data and parameters, to the model an uninterrupted fit would give (when
+        there is no checkpoint yet, the fit starts from the beginning). Without ``resume``,
+        an existing checkpoint there is an error rather than overwritten.
+        """
+        self._check_params()
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs the checkpoint_dir to resume from")
+        X, image_shape = training_rows(self, X, y)
+        known_anomalies = None
+        if anomaly_labels is not None:
+            X, classes, known_anomalies = labels.without_known_anomalies(
+                X, classes, anomaly_labels, self.n_neighbors
+            )
+        class_index = None
+        if classes is not None:
+            normal_classes, class_index = labels.encode_classes(classes, len(X))
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        train_index, calibration_index = calibration.split_calibration(
+            len(X), self.calibration_fraction, rng
+        )
+        train_rows = X[train_index]
+        train_classes = None if class_index is None else class_index[train_index]
+        checkpoint = fitting.open_checkpoint(
+            self, checkpoint_dir, train_rows, resume, train_classes
+        )
+        architecture, input_shape = architecture_and_input_shape(self, image_shape, X.shape[1])
+        self.latent_dim_ = resolved_latent_dim(self.latent_dim, X.shape[1])
+        prior = create_prior(self.prior, self.latent_dim_, self.prior_params or {})
+        self.__dict__.pop("normal_classes_", None)
+        if class_index is not None:
+            check_prior(prior, self.prior, len(normal_classes))
+            self.normal_classes_ = normal_classes
+        reference = fitting.capped(train_rows, rng) if self.n_neighbors else None
+        known_anomalies = fitting.capped(known_anomalies, rng)
+        device = resolve_device(self.device)
+        with seeded(seed, device) as generator, flush_denormals():
+            module = self._build(architecture, input_shape, train_rows, reference, known_anomalies)
+            module = module.to(device)
+            self.history_ = self._train(
+                module, prior, train_rows, train_classes, generator, checkpoint,
+                reference, known_anomalies,
+            )
+            self.module_, self.prior_, self.device_ = module, prior, device
+            self.input_shape_ = input_shape
+            self._calibrate(X, X[calibration_index])
+        return self
+
+    def _build(self, architecture, input_shape, train_rows, reference, known_anomalies):
+        """The untrained networks, with the input scaling of ``train_rows``."""
+        center, scale = input_scaling(
+            train_rows, self.reconstruction_loss, scaling_groups(self.scaling, input_shape)
+        )
+        return build_detector_module(
+            self, architecture, input_shape, center, scale,
+            0 if reference is None else len(reference),
+            0 if known_anomalies is None else len(known_anomalies),
+        )
+
+    def _train(
+        self, module, prior, train_rows, train_classes, generator, checkpoint, reference,
+        known_anomalies,
+    ) -> dict[str, list[float]]:
+        """Train ``module``, then fill its reference sets: the (code, residual) coordinates
+        of the ``reference`` normal rows and of the known anomalies."""
+        device = module.center.device
+        rows = torch.tensor(train_rows, dtype=torch.float32, device=device)
+        row_classes = None
+        if train_classes is not None:
+            row_classes = torch.as_tensor(train_classes, device=device)
+        with inference_threads(module, device) as workers:
+            trainer = Trainer(
+                module, prior, rows, training_config(self), generator, row_classes
+            )
+            history = fitting.train(self, trainer, checkpoint)
+            del rows, trainer
+            for buffer, kept in ((module.reference, reference),
+                                 (module.anomaly_reference, known_anomalies)):
+                if kept is not None:
+                    buffer.copy_(joint_coordinates(module, kept, None, device, workers))
+        return history
+
+    def _calibrate(self, X: np.ndarray, held_out: np.ndarray) -> None:
+        """Normalize the components on the held-out normal rows and set the threshold."""
+        weights = calibration.checked_weights(
+            self.score_weights, available_components(self.module_, self.prior_)
+        )
+        held = self._raw_components(held_out)
+        self.calibration_ = ScoreCalibration.fit(held, weights)
+        training = None
+        if self.contamination != "auto":
+            training = self._raw_components(X, wanted=self.calibration_.weighted())
+        self.offset_ = calibration.threshold_offset(
+            self.calibration_, held, training, self.contamination
+        )
+
+    def _check_params(self) -> None:
+        check_detector_params(self)
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _raw_components(
+        self, rows: np.ndarray, classes=None, chosen_classes=None, wanted=None
+    ) -> dict[str, np.ndarray]:
+        with inference_threads(self.module_, self.device_) as workers:
+            return raw_components(
+                self.module_, self.prior_, rows, None, self.device_, workers,
+                self.n_neighbors, classes, chosen_classes, wanted,
+            )
+
+    def score_components(self, X, *, classes=None) -> dict[str, np.ndarray]:
+        """Each raw score component per sample, and the combined ``score``.
+
+        Keys: ``reconstruction``, ``discriminator``, ``density`` (for priors with a
+        density) and ``score``; larger values are more anomalous in every one. For a model
+        fitted with ``classes``, there is also ``class``: the class each row was scored
+        as, its given one (``classes``) or else its best-matching one.
+        """
+        rows = scoring_rows(self, X)
+        given = labels.conditioning_classes(self, classes, len(rows))
+        chosen = None
+        if getattr(self, "normal_classes_", None) is not None:
+            chosen = np.empty(len(rows), dtype=np.int64)
+        components = self._raw_components(rows, given, chosen)
+        components["score"] = finite(self.calibration_.combine(components), "scores")
+        if chosen is not None:
+            components["class"] = self.normal_classes_[chosen]
+        return components
+
+    def score_samples(self, X, *, classes=None) -> np.ndarray:
+        """Opposite of the anomaly score: the higher, the more normal.
+
+        ``classes``: for a model fitted with classes, each row's class (else each row is
+        scored in the region of its best-matching class)."""
+        rows = scoring_rows(self, X)
+        components = self._raw_components(
+            rows,
+            labels.conditioning_classes(self, classes, len(rows)),
+            wanted=self.calibration_.weighted(),
+        )
+        return -finite(self.calibration_.combine(components), "scores")
+
+    def decision_function(self, X, *, classes=None) -> np.ndarray:
+        """Shifted score: negative for outliers, positive for inliers."""
+        return self.score_samples(X, classes=classes) - self.offset_
+
+    def predict(self, X, *, classes=None) -> np.ndarray:
+        """+1 for inliers, -1 for outliers."""
+        return np.where(self.decision_function(X, classes=classes) < 0, -1, 1)
+
+    # -- latent space ----------------------------------------------------------------------
+    def transform(self, X) -> np.ndarray:
+        """Latent codes (the posterior mean) of ``X``, shape ``(n, latent_dim)``."""
+        rows = scoring_rows(self, X)
+        with inference_threads(self.module_, self.device_) as workers:
+            codes = encode_rows(self.module_, rows, None, self.device_, workers)
+        return finite(codes, "latent codes")
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the ``transform`` output columns: ``latent0``, ``latent1``, ..."""
+        check_is_fitted(self)
+        return np.asarray([f"latent{i}" for i in range(self.latent_dim_)], dtype=object)
+
+    def sample(self, n_samples: int = 1, random_state=None, *, classes=None) -> np.ndarray:
+        """Draw ``n_samples`` new rows: prior samples passed through the decoder.
+
+        ``classes`` (a model fitted with classes): one class for all samples, or one per
+        sample; each is drawn from its class's region of the prior."""
+        check_is_fitted(self)
+        check_int("n_samples", n_samples)
+        given = None
+        if classes is not None:
+            if np.ndim(classes) == 0:
+                classes = [classes] * n_samples
+            given = labels.conditioning_classes(self, classes, n_samples)
+            given = torch.as_tensor(given).to(self.device_)
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        module = inference_ready(self.module_)
+        with seeded(seed, self.device_) as generator, torch.inference_mode():
+            if given is None:
+                z = self.prior_.sample(n_samples, generator)
+            else:
+                z = self.prior_.sample(n_samples, generator, labels=given)
+            rows = module.unscale_output(module.decode(z))
+        return rows.double().cpu().numpy()
+
+    # -- model files -----------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the fitted detector to one safetensors file, atomically; read it back with
+        :func:`aae_anomaly.load`. The file holds no pickle and runs no code when loaded."""
+        from .persistence import save_detector
+
+        save_detector(self, path)
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: Python 3.11+ returns __dict__ itself
+        module = state.get("module_")
+        if module is not None and state["device_"].type != "cpu":
+            # CUDA tensors in a pickle fail to load where there is no GPU; a CPU copy loads
+            # anywhere. The detector in memory stays on its device.
+            state["module_"] = copy.deepcopy(module).cpu()
+            state["device_"] = torch.device("cpu")
+        return state

@@ -1,0 +1,85 @@
+"""A detector's training run: checkpoints that a resumed fit continues from, progress,
+and the training rows the model keeps for the neighbors component."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+
+import numpy as np
+
+from ..engine.checkpoint import Checkpoint, data_digest
+from ..engine.training import Trainer
+from ..errors import CheckpointError
+from .progress import progress_bar
+
+# The neighbors component compares with at most this many training rows: enough for a
+# stable density estimate, few enough that scoring stays fast and model files small.
+MAX_REFERENCE_ROWS = 4096
+# The metrics the progress bar shows: shown name -> (metric, format).
+PROGRESS_METRICS = {
+    "recon": ("reconstruction", ".4g"),
+    "disc": ("discriminator", ".3f"),
+    "gen": ("generator", ".3f"),
+    "acc": ("discriminator_accuracy", ".2f"),
+}
+
+
+def open_checkpoint(
+    estimator, directory, train_rows: np.ndarray, resume: bool, classes=None
+) -> Checkpoint | None:
+    """The checkpoint of this fit in ``directory`` (None without one): identified by the
+    estimator's parameters and a digest of its training rows (and classes), so that only
+    the same fit resumes it."""
+    if directory is None:
+        return None
+    seed = estimator.random_state
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(
+            "checkpointing needs an integer random_state, so that a resumed fit continues "
+            f"the same one; got {seed!r}"
+        )
+    params = estimator.get_params(deep=False)
+    del params["verbose"]
+    if params["input_shape"] is not None:
+        params["input_shape"] = [int(s) for s in params["input_shape"]]
+    params["random_state"] = int(params["random_state"])
+    identity = {"params": params, "training_rows_sha256": data_digest(train_rows)}
+    if classes is not None:
+        identity["training_classes_sha256"] = data_digest(classes)
+    checkpoint = Checkpoint(directory, identity)
+    if checkpoint.exists() and not resume:
+        raise CheckpointError(
+            f"{checkpoint.path} already holds a checkpoint ({checkpoint.epochs_done()} of "
+            f"{estimator.epochs} epochs); resume it, or remove it to start over"
+        )
+    return checkpoint
+
+
+def train(estimator, trainer: Trainer, checkpoint: Checkpoint | None) -> dict[str, list[float]]:
+    """Run ``trainer`` to the end, from the checkpoint when there is one, writing the
+    checkpoint after every epoch and showing progress when the estimator is verbose."""
+    if checkpoint is not None and checkpoint.exists():
+        checkpoint.restore(trainer)
+    return trainer.fit(_epoch_callback(estimator, trainer, checkpoint))
+
+
+def _epoch_callback(estimator, trainer: Trainer, checkpoint) -> Callable | None:
+    progress = progress_bar(estimator, PROGRESS_METRICS, initial=trainer.epoch)
+    if checkpoint is None:
+        return progress
+
+    def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+        checkpoint.save(trainer)
+        if progress is not None:
+            progress(epoch, metrics)
+
+    return on_epoch_end
+
+
+def capped(rows: np.ndarray | None, rng: np.random.RandomState) -> np.ndarray | None:
+    """At most :data:`MAX_REFERENCE_ROWS` of ``rows``, drawn with ``rng``, in their order."""
+    if rows is None or len(rows) <= MAX_REFERENCE_ROWS:
+        return rows
+    chosen = rng.choice(len(rows), MAX_REFERENCE_ROWS, replace=False)
+    return rows[np.sort(chosen)]

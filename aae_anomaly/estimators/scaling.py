@@ -1,0 +1,53 @@
+"""Input scaling: the centre and scale that map a user's rows to the networks' units."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SCALINGS = ("auto", "per_feature", "shared")
+
+
+def check_scaling(scaling) -> None:
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+
+
+def scaling_groups(scaling: str, input_shape: tuple[int, ...]) -> int | None:
+    """How many groups of columns share a centre and scale under ``scaling``: ``None``
+    for one per column, else the number of channels (1 for flat rows). ``auto`` shares
+    within each channel of images (an input shape of several dimensions)."""
+    images = len(input_shape) > 1
+    if scaling == "per_feature" or (scaling == "auto" and not images):
+        return None
+    return input_shape[0] if images else 1
+
+
+def input_scaling(
+    rows: np.ndarray, loss: str, groups: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and scale, one per column, that map the training rows to the network's units.
+
+    Standardization for mse and l1, [0, 1] for bce. With ``groups``, the columns fall into
+    that many consecutive equal groups (the channels of an image) and each group shares
+    the statistics of all its values. Statistics are taken in float64; a constant column
+    (or group) gets scale 1, so it maps to zero instead of NaN.
+    """
+    values = rows.astype(np.float64, copy=False)
+    n_columns = values.shape[1]
+    axes: int | tuple[int, int] = 0
+    if groups is not None:
+        values, axes = values.reshape(len(values), groups, -1), (0, 2)
+    if loss == "bce":
+        center = values.min(axis=axes)
+        scale = values.max(axis=axes) - center
+    else:
+        center = values.mean(axis=axes)
+        scale = values.std(axis=axes)
+    # below float32's resolution of the centre, the variation is rounding noise
+    varies = (scale > 1e-6 * np.abs(center)) & (scale > 1e-30)
+    scale = np.where(varies, scale, 1.0)
+    if groups is not None:
+        center = np.repeat(center, n_columns // groups)
+        scale = np.repeat(scale, n_columns // groups)
+    return center.astype(np.float32), scale.astype(np.float32)
+
