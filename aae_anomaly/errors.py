@@ -53,12 +53,16 @@ class ModelFileError(AAEAnomalyError, ValueError):
 class ModelPluginMissingError(ModelFileError, UnknownPluginError):
     """A model file needs a prior or encoder plugin that is not installed here."""
 
-    def __init__(self, path: str, kind: str, name: str, source: str, available: list[str]):
+    def __init__(
+        self, path: str, kind: str, name: str, source: str, available: list[str],
+        excluded_by: str | None = None,
+    ):
         UnknownPluginError.__init__(self, kind, name, available)
         choices = ", ".join(available) if available else "none"
+        missing = "which is not installed" if excluded_by is None else f"which {excluded_by}"
         self.args = (
-            f"{path}: the model needs the {kind} plugin {name!r} ({source}), which is not "
-            f"installed; installed {kind}s: {choices}",
+            f"{path}: the model needs the {kind} plugin {name!r} ({source}), {missing}; "
+            f"installed {kind}s: {choices}",
         )
 
 

@@ -25,6 +25,14 @@ def assert_bad_input(result, *fragments: str) -> None:
     assert result.stdout == ""
 
 
+@pytest.fixture(autouse=True)
+def no_plugin_environment(monkeypatch):
+    """The plugin environment variables a developer may have exported do not reach the
+    tests (the tests that need them set them)."""
+    monkeypatch.delenv("AAE_ANOMALY_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("AAE_ANOMALY_TRACE_PLUGINS", raising=False)
+
+
 @pytest.fixture
 def fresh_plugins():
     """A plugin manager rebuilt from the entry points, before and after the test."""

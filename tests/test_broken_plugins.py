@@ -139,7 +139,9 @@ def test_a_model_file_whose_plugin_now_misbehaves_is_a_model_file_error(broken_p
 
 
 def _plugins_command(folder, *args):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), *sys.path])}
+    # AAE_ANOMALY_LOAD_PLUGINS or _TRACE_PLUGINS set in the shell would change the output
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AAE_ANOMALY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(folder), *sys.path])
     return subprocess.run(
         [sys.executable, "-m", "aae_anomaly", "plugins", *args],
         capture_output=True,

@@ -291,6 +291,18 @@ def test_metadata_naming_a_plugin_that_is_not_installed(tmp_path, valid_file):
     assert read_header(path).document["prior"]["name"] == "acme_prior"
 
 
+def test_a_plugin_left_out_by_the_load_variable_is_named_as_left_out(
+    tmp_path, valid_file, monkeypatch
+):
+    document, tensors = _parts(valid_file)
+    document["prior"].update(name="acme_prior", distribution="acme-priors", version="1.0")
+    path = _write(tmp_path / "m.aae", document, tensors)
+    monkeypatch.setenv("AAE_ANOMALY_LOAD_PLUGINS", "other-plugins")
+    with pytest.raises(ModelPluginMissingError, match="which AAE_ANOMALY_LOAD_PLUGINS leaves "
+                       r"out \(it loads only other-plugins\)"):  # fmt: skip
+        load(path)
+
+
 # -- tensors with the right names but the wrong shapes or dtypes -------------------------------
 TENSOR_DAMAGE = {
     "float64-weights": (lambda t: t.update(w=t["w"].double()), "torch.float64"),

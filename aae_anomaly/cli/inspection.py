@@ -8,7 +8,11 @@ import json
 import click
 
 from ..io.modelfile import read_header
-from ..plugin_system.manager import get_plugin_manager
+from ..plugin_system.manager import (
+    LOAD_PLUGINS_VARIABLE,
+    distributions_to_load,
+    get_plugin_manager,
+)
 from .app import main, user_errors
 from .options import json_option
 from .reports import describe_model, format_model, format_table, plugin_rows
@@ -52,6 +56,10 @@ def plugins(as_json) -> None:
         click.echo(json.dumps({"plugins": rows, "failures": failures}))
         return
     click.echo(format_table(rows, ("kind", "name", "plugin", "distribution", "version")))
+    wanted = distributions_to_load()
+    if wanted is not None:
+        chosen = "".join(f", {name}" for name in wanted.values())
+        click.echo(f"note: {LOAD_PLUGINS_VARIABLE} loads only the built-ins{chosen}", err=True)
     for failure in failures:
         source = failure["distribution"] or "unknown distribution"
         click.echo(

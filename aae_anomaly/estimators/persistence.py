@@ -30,7 +30,12 @@ from ..io.modelfile import (
     is_str_or_none,
     write_model_file,
 )
-from ..plugin_system.manager import get_plugin_manager
+from ..plugin_system.manager import (
+    LOAD_PLUGINS_VARIABLE,
+    distributions_to_load,
+    get_plugin_manager,
+    normalized_name,
+)
 from ..scoring import ScoreCalibration, available_components
 from ..scoring.conditioning import check_prior
 from .building import build_detector_module, create_architecture, create_prior, resolved_latent_dim
@@ -200,7 +205,9 @@ def _rebuild(path, kind: str, entry: dict[str, Any], latent_dim: int | None):
     try:
         registration = manager.get(kind, name)
     except UnknownPluginError as exc:
-        raise ModelPluginMissingError(str(path), kind, name, source, exc.available) from None
+        raise ModelPluginMissingError(
+            str(path), kind, name, source, exc.available, _excluded_by(entry)
+        ) from None
     if entry["version"] is not None and registration.version != entry["version"]:
         warnings.warn(
             f"{path} was saved with the {kind} plugin {name!r} {source}; the installed one "
@@ -213,6 +220,17 @@ def _rebuild(path, kind: str, entry: dict[str, Any], latent_dim: int | None):
         return create_architecture(name, options)
     except (PluginError, ValueError) as exc:
         raise ModelFileError(f"{path}: the {kind} {name!r} cannot be rebuilt: {exc}") from None
+
+
+def _excluded_by(entry: dict[str, Any]) -> str | None:
+    """Why a plugin that may well be installed did not load: AAE_ANOMALY_LOAD_PLUGINS
+    leaves its distribution out (None when that is not the reason)."""
+    wanted = distributions_to_load()
+    distribution = entry["distribution"]
+    if wanted is None or distribution is None or normalized_name(distribution) in wanted:
+        return None
+    loaded = ", ".join(wanted.values()) or "the built-ins"
+    return f"{LOAD_PLUGINS_VARIABLE} leaves out (it loads only {loaded})"
 
 
 def _source(entry: dict[str, Any]) -> str:

@@ -4,12 +4,29 @@ Every plugin, the built-in ones included, arrives through the ``aae_anomaly`` en
 group, so the core never names a plugin. A plugin that fails to import, raises in a hook,
 registers a name twice or registers something that is not callable is recorded in
 :attr:`PluginManager.failures` with its name and distribution; the others keep working.
+
+Two environment variables, read when the manager loads plugins and calls their hooks:
+
+``AAE_ANOMALY_LOAD_PLUGINS``
+    A comma-separated list of distribution names. When set, only those distributions'
+    plugins load, plus the built-in ones of ``aae-anomaly`` itself (the core's own priors,
+    encoders and datasets); set to an empty string, no third-party plugin loads. Names
+    match the way pip matches them: case-insensitive, ``-``, ``_`` and ``.`` alike. A
+    named distribution that is not installed, or has no plugins, is a failure.
+``AAE_ANOMALY_TRACE_PLUGINS``
+    Any value but empty or ``0``: one line on stderr for every hook implementation the
+    manager calls, with the plugin, its distribution, what it registered (or what it
+    raised) and how long it took.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import re
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +37,10 @@ from ..errors import PluginError, UnknownPluginError
 from . import hookspecs
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
+LOAD_PLUGINS_VARIABLE = "AAE_ANOMALY_LOAD_PLUGINS"
+TRACE_PLUGINS_VARIABLE = "AAE_ANOMALY_TRACE_PLUGINS"
+# the distribution that ships the built-in plugins, its name normalized as pip does
+BUILTIN_DISTRIBUTION = hookspecs.PROJECT_NAME.replace("_", "-")
 
 # kind -> the hook that registers it
 KINDS = {
@@ -79,21 +100,42 @@ class PluginManager:
 
     # -- loading ---------------------------------------------------------------------------
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
-        """Import and register every plugin of every installed distribution in ``group``."""
-        for entry_point in sorted(importlib.metadata.entry_points(group=group), key=_load_order):
-            dist = entry_point.dist
-            dist_name = dist.metadata["Name"] if dist is not None else None
-            version = dist.version if dist is not None else None
-            if self._pm.has_plugin(entry_point.name):
-                continue  # the same distribution seen twice on sys.path
-            try:
-                plugin = entry_point.load()
-            except Exception as exc:  # a broken plugin must not break the others
-                self._load_failures.append(
-                    PluginFailure(entry_point.name, dist_name, f"import failed: {_describe(exc)}")
-                )
+        """Import and register every plugin of every installed distribution in ``group``,
+        or only those of the distributions ``AAE_ANOMALY_LOAD_PLUGINS`` names."""
+        wanted = distributions_to_load()
+        entry_points = sorted(importlib.metadata.entry_points(group=group), key=_load_order)
+        for entry_point in entry_points:
+            if wanted is None or _is_wanted(entry_point, wanted):
+                self._load_entry_point(entry_point)
+        if wanted is not None:
+            self._record_unmatched(wanted, entry_points, group)
+
+    def _load_entry_point(self, entry_point) -> None:
+        dist_name, version = _distribution_of(entry_point)
+        if self._pm.has_plugin(entry_point.name):
+            return  # the same distribution seen twice on sys.path
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:  # a broken plugin must not break the others
+            self._load_failures.append(
+                PluginFailure(entry_point.name, dist_name, f"import failed: {_describe(exc)}")
+            )
+            return
+        self.register(plugin, entry_point.name, dist_name, version)
+
+    def _record_unmatched(self, wanted: dict[str, str], entry_points, group: str) -> None:
+        # A misspelt or uninstalled name would otherwise just leave its plugins out, which
+        # looks exactly like a plugin that registers nothing.
+        providers = {normalized_name(_distribution_of(ep)[0] or "") for ep in entry_points}
+        for normalized, name in wanted.items():
+            if normalized in providers:
                 continue
-            self.register(plugin, entry_point.name, dist_name, version)
+            if _is_installed(normalized):
+                reason = f"has no plugins in the {group!r} entry-point group"
+            else:
+                reason = "is not installed"
+            message = f"{LOAD_PLUGINS_VARIABLE} names {name!r}, which {reason}"
+            self._load_failures.append(PluginFailure(name, name, message))
 
     def register(
         self,
@@ -182,31 +224,116 @@ class PluginManager:
                 Registration(kind, name, factory, plugin_name, distribution, version)
             )
 
-        try:
-            impl.function(register=register)
-        except Exception as exc:
-            message = f"hook {hook_name} raised {_describe(exc)}"
+        started = time.perf_counter()
+        error = _call_catching(impl.function, register)
+        elapsed = time.perf_counter() - started
+        if error is not None:
+            message = f"hook {hook_name} raised {_describe(error)}"
             self._hook_failures.append(PluginFailure(plugin_name, distribution, message))
-            return
+            outcome = f"raised {_describe(error)}"
+        else:
+            kept, refused = self._add_registrations(hook_name, pending, registry)
+            outcome = _describe_registered(kind, kept, refused)
+        if tracing_enabled():
+            origin = f"{distribution} {version}" if distribution else "no distribution"
+            _trace(f"{hook_name} in plugin {plugin_name!r} ({origin}): {outcome}", elapsed)
+
+    def _add_registrations(
+        self, hook_name: str, pending: list[Registration], registry: dict[str, Registration]
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Add ``pending`` to ``registry``. Returns the names added, and the names refused
+        with the plugin that already has each."""
+        kept: list[str] = []
+        refused: list[tuple[str, str]] = []
         for registration in pending:
             existing = registry.get(registration.name)
             if existing is not None:
                 message = (
-                    f"hook {hook_name} registered {kind} {registration.name!r}, which "
-                    f"plugin {existing.plugin!r} already registers; the first one is kept"
+                    f"hook {hook_name} registered {registration.kind} {registration.name!r}, "
+                    f"which plugin {existing.plugin!r} already registers; the first one is kept"
                 )
-                self._hook_failures.append(PluginFailure(plugin_name, distribution, message))
+                self._hook_failures.append(
+                    PluginFailure(registration.plugin, registration.distribution, message)
+                )
+                refused.append((registration.name, existing.plugin))
                 continue
             registry[registration.name] = registration
+            kept.append(registration.name)
+        return kept, refused
+
+
+def _call_catching(hook_function, register) -> Exception | None:
+    """Call one hook implementation; what it raised, or ``None``."""
+    try:
+        hook_function(register=register)
+    except Exception as exc:  # a broken plugin must not break the others
+        return exc
+    return None
+
+
+def _trace(line: str, elapsed_seconds: float) -> None:
+    # stderr only: stdout carries the commands' output (tables, --json) and must not change
+    print(f"aae-anomaly trace: {line} [{elapsed_seconds * 1000:.2f} ms]", file=sys.stderr)
+
+
+def _describe_registered(kind: str, kept: list[str], refused: list[tuple[str, str]]) -> str:
+    kinds = kind if len(kept) == 1 else f"{kind}s"
+    text = f"registered {kinds} {', '.join(kept)}" if kept else "registered nothing"
+    if refused:
+        taken = ", ".join(f"{name} (plugin {owner!r} has it)" for name, owner in refused)
+        text += f"; refused {taken}"
+    return text
+
+
+def tracing_enabled() -> bool:
+    """Whether ``AAE_ANOMALY_TRACE_PLUGINS`` asks for hook calls to be traced."""
+    return os.environ.get(TRACE_PLUGINS_VARIABLE, "").strip() not in ("", "0")
+
+
+def distributions_to_load() -> dict[str, str] | None:
+    """The distributions ``AAE_ANOMALY_LOAD_PLUGINS`` names, normalized name -> as written;
+    ``None`` when it is unset and every plugin loads."""
+    value = os.environ.get(LOAD_PLUGINS_VARIABLE)
+    if value is None:
+        return None
+    names = (name.strip() for name in value.split(","))
+    return {normalized_name(name): name for name in names if name}
+
+
+def _is_wanted(entry_point, wanted: dict[str, str]) -> bool:
+    # The built-ins are the core's own priors, encoders and datasets, not an add-on to
+    # choose: without them not even the defaults exist.
+    normalized = normalized_name(_distribution_of(entry_point)[0] or "")
+    return normalized == BUILTIN_DISTRIBUTION or normalized in wanted
+
+
+def _is_installed(normalized: str) -> bool:
+    # Only reached for a name that provides no plugins, so scanning every distribution's
+    # metadata costs nothing in the usual case.
+    return any(
+        normalized_name(dist.metadata["Name"] or "") == normalized
+        for dist in importlib.metadata.distributions()
+    )
+
+
+def normalized_name(name: str) -> str:
+    """A distribution name the way pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _distribution_of(entry_point) -> tuple[str | None, str | None]:
+    dist = entry_point.dist
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
 
 
 def _load_order(entry_point) -> tuple[bool, str, str]:
     """This package's own plugins first, then by distribution and name: when two plugins
     register one name the first is kept, so a third party can never replace a built-in,
     and which one wins does not depend on the order of ``sys.path``."""
-    dist = entry_point.dist
-    name = dist.metadata["Name"] if dist is not None else ""
-    return (name != hookspecs.PROJECT_NAME.replace("_", "-"), name or "", entry_point.name)
+    name = _distribution_of(entry_point)[0] or ""
+    return (normalized_name(name) != BUILTIN_DISTRIBUTION, name, entry_point.name)
 
 
 def _describe(exc: BaseException) -> str:
