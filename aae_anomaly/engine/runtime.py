@@ -108,8 +108,11 @@ def compute_threads(module, device: torch.device) -> Iterator[int]:
     (see :data:`SMALL_NETWORK_FLOPS`); otherwise leave torch's setting alone.
 
     Yields how many batches may run side by side, each on its own thread: torch's thread
-    setting when it was lowered to one, else 1. On the machines measured, one or two
-    intra-op threads gave bit-identical fits and scores.
+    setting when it was lowered to one, else 1. A fit's results can depend on the thread
+    count (a BLAS may split a weight gradient's sum over the batch between threads: one
+    and two threads gave fits 2e-6 apart on an AMD EPYC), so small networks, which train
+    on one thread, fit the same on any number of cores; larger ones follow torch's
+    setting.
     """
     before = torch.get_num_threads()
     if device.type != "cpu" or before == 1 or forward_flops_per_row(module) >= SMALL_NETWORK_FLOPS:
@@ -141,9 +144,22 @@ os.register_at_fork(after_in_child=long_lived_threads.cache_clear)
 
 @contextlib.contextmanager
 def worker_thread() -> Iterator[None]:
-    """What a task on a :func:`long_lived_threads` thread runs under: inference mode, and
-    subnormal floats flushed as the estimator's own thread does (the flag is per thread;
-    it stays set, since only this package's tasks run on these threads)."""
+    """What a task on a :func:`long_lived_threads` thread runs under: inference mode, one
+    intra-op thread, and subnormal floats flushed as the estimator's own thread does (the
+    flag is per thread; it stays set, since only this package's tasks run on these
+    threads).
+
+    One intra-op thread, whatever torch's setting was when the thread started: each task
+    is one of several streams side by side, and then computes exactly as the one-stream
+    path on a thread that :func:`compute_threads` lowered to one. Torch keeps the setting
+    per thread (a new thread starts with the last one set), so it is put back after."""
     torch.set_flush_denormal(True)
-    with torch.inference_mode():
-        yield
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        if before != 1:
+            torch.set_num_threads(before)
