@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ..engine.inference import encode_rows, inference_ready, inference_threads
-from ..engine.runtime import flush_denormals, resolve_device, seeded
+from ..engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
 from ..engine.training import Trainer
 from ..scoring import ScoreCalibration, available_components, joint_coordinates, raw_components
 from ..scoring.conditioning import check_prior
@@ -263,7 +263,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         row_classes = None
         if train_classes is not None:
             row_classes = torch.as_tensor(train_classes, device=device)
-        with inference_threads(module, device) as workers:
+        with compute_threads(module, device) as workers:
             trainer = Trainer(
                 module, prior, rows, training_config(self), generator, row_classes
             )

@@ -20,8 +20,9 @@ on (the calibration rows held back in ``fit``): a robust z-score, the median sub
 and the result divided by the spread (interquartile range / 1.349, which equals the
 standard deviation for Gaussian data). Held-out rows are used because training rows
 reconstruct better than new normal rows; calibrating on them would make every new normal
-row look anomalous. The combined score is the weighted mean of the normalized components;
-``docs/scoring.md`` gives the default weights and the measurements behind them.
+row look anomalous. The combined score is the weighted mean of the normalized components
+(:mod:`.calibration`); ``docs/scoring.md`` gives the default weights and the measurements
+behind them.
 """
 
 from __future__ import annotations
