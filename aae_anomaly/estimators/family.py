@@ -36,6 +36,7 @@ from .labels import fitted_class_indices, label_dtype, targets, unlabelled_rows
 from .progress import progress_bar
 from .scaling import input_scaling, scaling_groups
 from .validation import (
+    check_dict_or_none,
     check_int,
     check_non_negative,
     check_positive_number,
@@ -64,10 +65,7 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
         check_int("batch_size", self.batch_size)
         check_training_settings(self)
         check_non_negative("input_noise", self.input_noise)
-        if self.encoder_params is not None and not isinstance(self.encoder_params, dict):
-            raise ValueError(
-                f"encoder_params must be a dict or None, got {type(self.encoder_params).__name__}"
-            )
+        check_dict_or_none(self, ("encoder_params",))
 
     def _validated_training_rows(self, X) -> tuple[np.ndarray, tuple[int, ...] | None]:
         """Flat rows, and the image shape when ``X`` was a 4-D array of images."""

@@ -46,9 +46,7 @@ def class_indices(known: np.ndarray, classes, n_rows: int) -> np.ndarray:
             f"classes are {values.dtype} values but the model was fitted on classes "
             f"{known.tolist()}"
         )
-    index = np.searchsorted(known, values)
-    index = np.clip(index, 0, len(known) - 1)
-    unknown = known[index] != values
+    index, unknown = _positions(known, values)
     if unknown.any():
         raise ValueError(
             f"{int(unknown.sum())} rows have classes the model was not fitted on (the "
@@ -56,6 +54,13 @@ def class_indices(known: np.ndarray, classes, n_rows: int) -> np.ndarray:
             f"{known.tolist()}"
         )
     return index.astype(np.int64)
+
+
+def _positions(known: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each value sits among the sorted ``known`` classes, and which values are not
+    among them."""
+    index = np.clip(np.searchsorted(known, values), 0, len(known) - 1)
+    return index, np.asarray(known[index] != values, dtype=bool)
 
 
 def _plain(values: np.ndarray) -> np.ndarray:
@@ -115,8 +120,7 @@ def label_dtype(values: np.ndarray):
 def fitted_class_indices(classes: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Each value's index in the fitted ``classes``; an unknown class is a ValueError."""
     try:
-        index = np.clip(np.searchsorted(classes, values), 0, len(classes) - 1)
-        unknown = np.asarray(classes[index] != values, dtype=bool)
+        index, unknown = _positions(classes, values)
     except TypeError:  # strings asked of a model of numbers, or the reverse
         index, unknown = None, np.ones(len(values), dtype=bool)
     if unknown.any():
@@ -124,7 +128,6 @@ def fitted_class_indices(classes: np.ndarray, values: np.ndarray) -> np.ndarray:
         first = first.item() if isinstance(first, np.generic) else first
         raise ValueError(f"unknown class {first!r}; the model knows {classes.tolist()}")
     return index
-
 
 
 def without_known_anomalies(X: np.ndarray, classes, anomaly_labels, n_neighbors: int):
