@@ -41,6 +41,11 @@ class ExtremeValueWarning(UserWarning):
     """Rows with values so far outside the training data that they were saturated."""
 
 
+class RowKeyWarning(UserWarning):
+    """A feature column looks like a row key (an id or a saved index), which would make
+    new rows look anomalous for their new keys alone."""
+
+
 class CheckpointError(AAEAnomalyError, ValueError):
     """A training checkpoint could not be written, read, or does not belong to this fit."""
 

@@ -322,7 +322,7 @@ def test_feature_names_are_kept_and_checked(small_rows):
     detector = AAEDetector(epochs=2, random_state=0).fit(frame)
     assert list(detector.feature_names_in_) == [f"f{i}" for i in range(5)]
     renamed = frame.rename(columns={"f0": "other"})
-    with pytest.raises(ValueError, match="feature names"):
+    with pytest.raises(ValueError, match="X has no column 'f0', which the model was fitted on"):
         detector.score_samples(renamed)
 
 

@@ -96,10 +96,22 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         training rows' scores.
     device : str, default="auto"
         ``"auto"`` uses CUDA when present, else CPU; or any torch device string.
+    missing : {"error", "impute"}, default="error"
+        What a missing cell (NaN, None, NaT or an empty text cell) does: ``"error"``
+        refuses the rows, naming the column; ``"impute"`` fills it from the training rows
+        (a numeric column's median, a categorical column's most frequent value), in
+        ``fit`` and whenever rows are scored.
+    id_columns : list of str, default=None
+        Columns of a DataFrame ``X`` that identify rows (ids, timestamps): never features.
+        The command line copies them into its score tables.
+    drop_columns : list of str, default=None
+        Columns of a DataFrame ``X`` to leave out of the features (free text, leaks).
     random_state : int, RandomState or None, default=None
         Seed for a reproducible fit: same data and seed give bit-identical scores on CPU.
-    verbose : bool, default=False
-        Show a progress bar with the losses during fit.
+    verbose : bool or int, default=False
+        During fit, ``1`` (or True) shows a progress bar with the losses; ``2`` logs a
+        line per epoch (losses and elapsed time) to the ``aae_anomaly`` logger at INFO
+        level, for logs and batch jobs.
 
     Attributes
     ----------
@@ -116,8 +128,15 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         ``decision_function = score_samples - offset_``.
     input_shape_ : tuple of int
     n_features_in_ : int
+        Columns of ``X`` the model takes (for a DataFrame: without the id and dropped
+        columns).
     feature_names_in_ : ndarray of str
-        Only when ``X`` had string column names.
+        Only when ``X`` was a DataFrame: its feature columns, which are found by name in
+        the tables scored later (in any order).
+    schema_ : TableSchema
+        Only when ``X`` was a DataFrame or ``missing="impute"``: each column's kind
+        (numeric, boolean, categorical with its categories), the values missing cells
+        take, and the columns left out (see :mod:`aae_anomaly.estimators.columns`).
     normal_classes_ : ndarray
         Only after ``fit(X, classes=...)``: the classes of normal data, sorted; class
         ``normal_classes_[k]`` has the prior's ``k``-th region.
@@ -144,8 +163,11 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         calibration_fraction: float = 0.1,
         contamination: str | float = "auto",
         device: str = "auto",
+        missing: str = "error",
+        id_columns: list[str] | None = None,
+        drop_columns: list[str] | None = None,
         random_state: int | np.random.RandomState | None = None,
-        verbose: bool = False,
+        verbose: bool | int = False,
     ):
         self.prior = prior
         self.prior_params = prior_params
@@ -166,6 +188,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         self.calibration_fraction = calibration_fraction
         self.contamination = contamination
         self.device = device
+        self.missing = missing
+        self.id_columns = id_columns
+        self.drop_columns = drop_columns
         self.random_state = random_state
         self.verbose = verbose
 
@@ -291,6 +316,11 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         check_detector_params(self)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.missing == "impute"
+        return tags
 
     # -- scoring ---------------------------------------------------------------------------
     def _raw_components(

@@ -19,7 +19,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ..engine.categorical import (
     UNLABELLED,
@@ -42,7 +42,7 @@ from .validation import (
     check_positive_number,
     check_training_settings,
     fitted_rows,
-    flatten_images,
+    training_rows,
 )
 
 # The metrics the progress bar shows: shown name -> (metric, format).
@@ -70,9 +70,7 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
     def _validated_training_rows(self, X) -> tuple[np.ndarray, tuple[int, ...] | None]:
         """Flat rows, and the image shape when ``X`` was a 4-D array of images."""
         self._check_params()
-        X, image_shape = flatten_images(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        return X, image_shape
+        return training_rows(self, X, None)
 
     def _fit_network(
         self,
@@ -153,8 +151,9 @@ _SHARED_PARAMETERS = """
     device : str, default="auto"
     random_state : int, RandomState or None, default=None
         Same data and seed give bit-identical results on CPU.
-    verbose : bool, default=False
-        Show a progress bar during fit.
+    verbose : bool or int, default=False
+        During fit, ``1`` (or True) shows a progress bar; ``2`` logs a line per epoch
+        (losses and elapsed time) to the ``aae_anomaly`` logger at INFO level.
 """
 
 
@@ -194,7 +193,7 @@ class SupervisedAAE(_CategoricalAAE):
         input_shape: tuple[int, ...] | None = None,
         device: str = "auto",
         random_state=None,
-        verbose: bool = False,
+        verbose: bool | int = False,
     ):
         self.style_dim = style_dim
         self.encoder = encoder
@@ -311,7 +310,7 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
         balance_weight: float = 1.0,
         device: str = "auto",
         random_state=None,
-        verbose: bool = False,
+        verbose: bool | int = False,
     ):
         self.style_dim = style_dim
         self.encoder = encoder
@@ -418,7 +417,7 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
         balance_weight: float = 1.0,
         device: str = "auto",
         random_state=None,
-        verbose: bool = False,
+        verbose: bool | int = False,
     ):
         self.n_clusters = n_clusters
         self.style_dim = style_dim

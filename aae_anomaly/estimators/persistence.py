@@ -39,6 +39,7 @@ from ..plugin_system.manager import (
 from ..scoring import ScoreCalibration, available_components
 from ..scoring.conditioning import check_prior
 from .building import build_detector_module, create_architecture, create_prior, resolved_latent_dim
+from .columns import TableSchema
 
 
 # -- saving ----------------------------------------------------------------------------------
@@ -54,19 +55,25 @@ def _describe(detector) -> dict[str, Any]:
     architecture = _fitted_architecture_options(detector)
     feature_names = getattr(detector, "feature_names_in_", None)
     normal_classes = getattr(detector, "normal_classes_", None)
+    schema = getattr(detector, "schema_", None)
+    if schema is not None:
+        # the networks' inputs; the table's own columns are in "columns"
+        feature_names = schema.encoded_names() if schema.named or schema.encodes else None
+    if schema is not None and (schema.encodes or schema.ignored):
+        version = 3  # earlier versions would read the encoded inputs as the table's columns
+    elif normal_classes is not None or detector.module_.anomaly_reference is not None:
+        version = 2
+    else:
+        version = 1
     document = {
-        "format_version": (
-            1
-            if normal_classes is None and detector.module_.anomaly_reference is None
-            else 2
-        ),
+        "format_version": version,
         "library_version": __version__,
         "torch_version": torch.__version__,
         "params": _json_params(detector.get_params(deep=False)),
         "prior": _plugin_entry("prior", detector.prior, detector.prior_.options()),
         "encoder": _plugin_entry("encoder", detector.encoder, architecture),
         "input_shape": list(detector.input_shape_),
-        "n_features_in": int(detector.n_features_in_),
+        "n_features_in": int(np.prod(detector.input_shape_)),  # the networks' inputs
         "feature_names_in": None if feature_names is None else [str(f) for f in feature_names],
         "calibration": detector.calibration_.to_dict(),
         "offset": float(detector.offset_),
@@ -74,6 +81,8 @@ def _describe(detector) -> dict[str, Any]:
     }
     if normal_classes is not None:
         document["normal_classes"] = normal_classes.tolist()
+    if version == 3:
+        document["columns"] = schema.to_dict()
     return document
 
 
@@ -161,7 +170,28 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
         history=document["history"],
         feature_names=document["feature_names_in"],
         normal_classes=normal_classes,
+        schema=_schema(path, document),
     )
+
+
+def _schema(path, document: dict[str, Any]) -> TableSchema | None:
+    """The table schema a file stores (format 3), or the one its named numeric columns
+    imply; None for a model fitted on a bare array."""
+    stored = document.get("columns")
+    names = document["feature_names_in"]
+    if stored is None:
+        return None if names is None else TableSchema.numeric(names)
+    try:
+        schema = TableSchema.from_dict(stored)
+    except ValueError as exc:
+        raise ModelFileError(f"{path} is corrupted: field columns: {exc}") from None
+    encoded = schema.encoded_names()
+    if len(encoded) != document["n_features_in"] or (names is not None and names != encoded):
+        raise ModelFileError(
+            f"{path} is corrupted: field columns encodes {len(encoded)} inputs, but the "
+            f"model has {document['n_features_in']} features"
+        )
+    return schema
 
 
 def _build(
@@ -282,6 +312,7 @@ def _restore_fitted_state(
     history: dict[str, list[float]],
     feature_names: list[str] | None = None,
     normal_classes: list | None = None,
+    schema: TableSchema | None = None,
 ):
     """Set the learned attributes a fit sets, from stored state."""
     if normal_classes is not None:
@@ -291,7 +322,12 @@ def _restore_fitted_state(
     detector.prior_, detector.device_ = prior, device
     detector.input_shape_ = tuple(input_shape)
     detector.n_features_in_ = int(np.prod(detector.input_shape_))
-    if feature_names is not None:
+    if schema is not None:
+        detector.schema_ = schema
+        detector.n_features_in_ = schema.n_inputs
+        if schema.named:
+            detector.feature_names_in_ = np.asarray(schema.names, dtype=object)
+    elif feature_names is not None:
         detector.feature_names_in_ = np.asarray(feature_names, dtype=object)
     detector.calibration_, detector.offset_ = calibration, float(offset)
     detector.history_ = history

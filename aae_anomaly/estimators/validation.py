@@ -12,11 +12,24 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
 
 from ..engine.model import POSTERIORS, RECONSTRUCTION_LOSSES
 from ..errors import ExtremeValueWarning
 from .calibration import check_contamination
+from .columns import (
+    TableSchema,
+    check_column_list,
+    check_missing_choice,
+    is_frame,
+    missing_cells_error,
+    timestamp_error,
+)
 from .scaling import check_scaling
 
 # The networks compute in float32: larger magnitudes cannot be represented.
@@ -46,6 +59,8 @@ def check_positive_number(name: str, value: Any) -> None:
 def flatten_images(X):
     """A 4-D array ``(n, channels, height, width)`` becomes flat rows plus its image shape."""
     if hasattr(X, "ndim") and not hasattr(X, "columns"):
+        if getattr(X, "dtype", None) is not None and np.dtype(X.dtype).kind in "mM":
+            raise timestamp_error("of X", f"a {X.dtype} array")
         if X.ndim == 4:
             X = np.asarray(X)
             shape = tuple(int(s) for s in X.shape[1:])
@@ -68,7 +83,8 @@ def flatten_images(X):
 
 def fitted_rows(estimator, X, ensure_all_finite: bool = True) -> np.ndarray:
     """New rows for a fitted estimator: images flattened and checked against the fitted
-    input shape, then validated against the columns it was fitted on."""
+    input shape; a table's columns found by name and encoded as in fit (see
+    :mod:`.columns`), or an array validated against the columns it was fitted on."""
     check_is_fitted(estimator)
     X, image_shape = flatten_images(X)
     if image_shape is not None and image_shape != estimator.input_shape_:
@@ -76,10 +92,49 @@ def fitted_rows(estimator, X, ensure_all_finite: bool = True) -> np.ndarray:
             f"images have shape {image_shape} but the model was fitted on "
             f"{estimator.input_shape_}"
         )
+    schema = getattr(estimator, "schema_", None)
+    if schema is not None and (is_frame(X) or schema.encodes):
+        if not is_frame(X) and schema.named:
+            _warn_unnamed(estimator)
+        rows = schema.transform(X)
+        return check_array(rows, ensure_all_finite=ensure_all_finite, ensure_min_samples=1)
+    X = _numeric_array(X)
     return validate_data(
         estimator, X, dtype=[np.float64, np.float32], reset=False,
         ensure_all_finite=ensure_all_finite,
     )
+
+
+def _warn_unnamed(estimator) -> None:
+    # scikit-learn's words for the same case, so that filters written for it apply
+    warnings.warn(
+        f"X does not have valid feature names, but {type(estimator).__name__} was fitted "
+        "with feature names",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _numeric_array(X):
+    """An object array's first cell that is text, named by its column, instead of numpy's
+    "could not convert string to float"."""
+    if getattr(X, "dtype", None) is None or np.dtype(X.dtype).kind not in "OUS":
+        return X
+    values = np.asarray(X)
+    if values.ndim != 2:
+        return X
+    for j in range(values.shape[1]):
+        for i, value in enumerate(values[:, j]):
+            if isinstance(value, str):
+                try:
+                    float(value)
+                except ValueError:
+                    raise ValueError(
+                        f"column {j} of X holds text ({value!r} in row {i}); pass a pandas "
+                        "DataFrame, whose text columns are encoded as categories, or encode "
+                        "it first"
+                    ) from None
+    return X
 
 
 def describe_columns(columns: np.ndarray, names) -> str:
@@ -95,8 +150,13 @@ def check_values(X: np.ndarray, names, limit: float) -> None:
     # float64's limit overflows float32
     if X.size == 0 or (-limit <= float(X.min()) and float(X.max()) <= limit):
         return
+    missing = np.isnan(X)
+    if missing.any():
+        column = int(np.flatnonzero(missing.any(axis=0))[0])
+        label = repr(str(names[column])) if names is not None else str(column)
+        in_column = missing[:, column]
+        raise missing_cells_error(label, int(in_column.sum()), int(np.argmax(in_column)))
     for kind, bad in (
-        ("NaN", np.isnan(X)),
         ("infinity", np.isinf(X)),
         ("values beyond float32's range (|x| > 3.4e38)", np.abs(X) > limit),
     ):
@@ -106,7 +166,7 @@ def check_values(X: np.ndarray, names, limit: float) -> None:
             remedy = (
                 "the networks compute in float32: rescale these columns"
                 if kind.startswith("values")
-                else "impute or drop missing and infinite values first"
+                else "replace or drop infinite values first"
             )
             raise ValueError(
                 f"Input X contains {kind} in {describe_columns(columns, names)} "
@@ -197,27 +257,59 @@ def check_detector_params(estimator) -> None:
     check_fraction("calibration_fraction", estimator.calibration_fraction)
     check_contamination(estimator.contamination)
     check_dict_or_none(estimator, ("prior_params", "encoder_params", "score_weights"))
+    check_missing_choice(estimator.missing)
+    check_column_list("id_columns", estimator.id_columns)
+    check_column_list("drop_columns", estimator.drop_columns)
 
 
 def training_rows(estimator, X, y) -> tuple[np.ndarray, tuple[int, ...] | None]:
-    """A detector's training rows, flat (and the image shape when ``X`` held images):
-    NaN, infinity and values beyond float32's range refused, naming their columns."""
+    """An estimator's training rows, flat (and the image shape when ``X`` held images).
+
+    A DataFrame's columns are learned as a :class:`~.columns.TableSchema` (kept as
+    ``schema_``: ids and dropped columns left out, text encoded, missing cells imputed or
+    refused), as are an array's when missing cells are imputed. NaN, infinity and values
+    beyond float32's range are refused, naming their columns.
+    """
     X, image_shape = flatten_images(X)
-    X = validate_data(
-        estimator, X, dtype=[np.float64, np.float32], ensure_min_samples=2,
-        ensure_all_finite=False,
-    )
-    check_values(X, getattr(estimator, "feature_names_in_", None), limit=FLOAT32_MAX)
+    missing = getattr(estimator, "missing", "error")
+    ignored = check_column_list("id_columns", getattr(estimator, "id_columns", None))
+    ignored += check_column_list("drop_columns", getattr(estimator, "drop_columns", None))
+    estimator.__dict__.pop("schema_", None)
+    if is_frame(X):
+        schema, rows = TableSchema.fit_frame(X, ignored, missing)
+        rows = check_array(rows, ensure_min_samples=2, ensure_all_finite=False)
+        estimator.n_features_in_ = schema.n_inputs
+        estimator.feature_names_in_ = np.asarray(schema.names, dtype=object)
+        estimator.schema_ = schema
+        names = schema.encoded_names()
+    else:
+        if ignored:
+            raise ValueError(
+                "id_columns and drop_columns name columns of a pandas DataFrame; X has no "
+                "column names"
+            )
+        rows = validate_data(
+            estimator, _numeric_array(X), dtype=[np.float64, np.float32],
+            ensure_min_samples=2, ensure_all_finite=False,
+        )
+        names = getattr(estimator, "feature_names_in_", None)
+        if missing == "impute":
+            estimator.schema_ = TableSchema.fit_array(rows)
+            rows = estimator.schema_.transform(rows)
+    check_values(rows, names, limit=FLOAT32_MAX)
     if y is not None:
-        check_consistent_length(X, y)
-    return X, image_shape
+        check_consistent_length(rows, y)
+    return rows, image_shape
 
 
 def scoring_rows(detector, X) -> np.ndarray:
     """Rows for a fitted detector to score, checked, and saturated (see :func:`saturated`)
     against its input scaling."""
     X = fitted_rows(detector, X, ensure_all_finite=False)
-    names = getattr(detector, "feature_names_in_", None)
+    schema = getattr(detector, "schema_", None)
+    names = schema.encoded_names() if schema is not None else getattr(
+        detector, "feature_names_in_", None
+    )
     check_values(X, names, limit=FLOAT64_MAX)
     center = detector.module_.center.double().cpu().numpy()
     scale = detector.module_.scale.double().cpu().numpy()

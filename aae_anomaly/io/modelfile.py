@@ -32,7 +32,7 @@ from .atomic import atomic_write_bytes
 FORMAT_NAME = "aae-anomaly-model"
 # Version 2 adds ``normal_classes`` (a label-conditioned model); files without it are
 # still written as version 1, so that older readers load them.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 METADATA_KEY = "aae_anomaly"
 SUFFIX = ".aae"
 
