@@ -149,7 +149,9 @@ def test_score_writes_csv_to_stdout_matching_the_model(files):
     assert result.exit_code == 0, result.output
     table = read_csv_scores(result.stdout)
     columns = ["score", "reconstruction", "discriminator", "density", "neighbors", "is_anomaly"]
-    assert list(table.columns) == columns
+    # the row key first: each row's number in DATA, to join the scores back on
+    assert list(table.columns) == ["row", *columns]
+    np.testing.assert_array_equal(table["row"], np.arange(len(table)))
     model = aae_anomaly.load(files["model.aae"])
     X = pd.read_csv(files["test.csv"]).drop(columns="label")
     assert len(table) == len(X) == 200
@@ -169,8 +171,11 @@ def test_score_output_formats_hold_the_same_table(files):
     from_npy = np.load(root / "scores.npy")
     from_parquet = pd.read_parquet(root / "scores.parquet")
     assert from_npy.shape == (200, 6) and from_npy.dtype == np.float64
-    np.testing.assert_array_equal(from_csv.to_numpy(dtype=float), from_npy)
-    np.testing.assert_array_equal(from_parquet.to_numpy(dtype=float), from_npy)
+    # an .npy file holds the scores alone; the tables start with the row key
+    np.testing.assert_array_equal(from_csv.drop(columns="row").to_numpy(dtype=float), from_npy)
+    np.testing.assert_array_equal(
+        from_parquet.drop(columns="row").to_numpy(dtype=float), from_npy
+    )
     assert list(from_parquet.columns) == list(from_csv.columns)
     assert not [f for f in os.listdir(root) if f.endswith(".tmp")]
 
@@ -323,12 +328,14 @@ def test_usage_errors_are_one_line_naming_the_problem(args, fragment):
     assert_bad_input(run(*args), fragment, "--help')")
 
 
-def test_fit_rejects_non_numeric_csv_cells(tmp_path):
-    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,oops\n")
+def test_fit_rejects_a_text_cell_in_a_column_of_numbers(tmp_path):
+    rows = "".join(f"{i % 7},{i * 0.5}\n" for i in range(30))
+    (tmp_path / "bad.csv").write_text("a,b\n" + rows + "3,oops\n")
     assert_bad_input(
         run("fit", tmp_path / "bad.csv", "-o", tmp_path / "m.aae"),
-        "line 3, column 'b': 'oops' is not a number",
+        "column 'b': 'oops' in row 30 is not a number",
     )
+    assert not (tmp_path / "m.aae").exists()
 
 
 def test_fit_rejects_unknown_and_malformed_config(files, tmp_path):
@@ -352,14 +359,15 @@ def test_fit_rejects_unknown_and_malformed_config(files, tmp_path):
 def test_score_rejects_data_that_does_not_fit_the_model(files, tmp_path):
     model = files["model.aae"]
     (tmp_path / "narrow.csv").write_text("x0,x1\n1,2\n")
-    assert_bad_input(run("score", model, tmp_path / "narrow.csv"),
-                     "has 2 feature columns but the model was fitted on 5")  # fmt: skip
+    missing = "X has no column 'x2' (and 2 more), which the model was fitted on"
+    assert_bad_input(run("score", model, tmp_path / "narrow.csv"), missing)
     (tmp_path / "renamed.csv").write_text("x0,x1,x2,x3,y4\n1,2,3,4,5\n")
     assert_bad_input(run("score", model, tmp_path / "renamed.csv"),
-                     "'y4' where the model has 'x4'")  # fmt: skip
+                     "X has no column 'x4', which the model was fitted on")  # fmt: skip
     (tmp_path / "text.csv").write_text("x0,x1,x2,x3,x4\n1,2,3,4,five\n")
-    assert_bad_input(run("score", model, tmp_path / "text.csv"), "'five' is not a number")
-    assert_bad_input(run("score", model, "synthetic:n=20"), "has 10 feature columns")
+    assert_bad_input(run("score", model, tmp_path / "text.csv"),
+                     "column 'x4': 'five' in row 0 is not a number")  # fmt: skip
+    assert_bad_input(run("score", model, "synthetic:n=20"), "X has 10 features")
     assert_bad_input(run("score", model, files["test.npy"], "-o", tmp_path / "s.xlsx"),
                      "unsupported output format .xlsx")  # fmt: skip
     assert_bad_input(run("score", model, files["test.npy"], "--label-column", "label"),

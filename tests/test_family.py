@@ -263,8 +263,10 @@ def test_classify_writes_a_label_and_probabilities_per_row(labelled_file, tmp_pa
     result = run("classify", path, "-o", output, "--epochs", 15, "--batch-size", 64, "-q")
     assert result.exit_code == 0, result.output
     table = np.genfromtxt(output, delimiter=",", names=True)
-    assert table.dtype.names == ("label", "probability_0", "probability_1", "probability_2")
-    assert len(table) == len(X)
+    assert table.dtype.names == (
+        "row", "label", "probability_0", "probability_1", "probability_2"
+    )
+    np.testing.assert_array_equal(table["row"], np.arange(len(X)))
     assert (table["label"] == y).mean() > 0.9
 
 

@@ -178,7 +178,7 @@ def test_every_hook_call_is_traced_on_stderr(monkeypatch, capsys, fresh_plugins)
     assert (hook, plugin, origin) == ("register_priors", "builtin_priors", f"aae-anomaly {version}")
     assert outcome == "registered priors gaussian, mixture, swiss_roll, uniform"
     assert any("register_encoders in plugin 'builtin_encoders'" in line for line in ours)
-    assert any("registered datasets csv, npy, npz" in line for line in ours)
+    assert any("registered datasets csv, parquet, npy, npz, sklearn" in line for line in ours)
     manager.names("encoder")
     assert capsys.readouterr().err == "", "hooks are called once, not at every lookup"
 

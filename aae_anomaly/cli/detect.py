@@ -7,36 +7,49 @@ import contextlib
 import json
 import signal
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
-import numpy as np
 from click.core import ParameterSource
 
 from ..engine.model import POSTERIORS
+from ..estimators.columns import is_frame
 from ..estimators.detector import AAEDetector
-from ..estimators.validation import FLOAT32_MAX, check_values
-from ..io.tables import check_labels, read_data, write_table
+from ..io.tables import OUTPUT_SUFFIXES, check_labels, check_output_path, read_data, write_table
 from .app import BadInput, main, user_errors
 from .fitconfig import DEFAULTS as FIT_DEFAULTS
 from .fitconfig import merge_settings, parse_options, read_config
-from .inputs import load_model_and_data, pop_column
+from .inputs import (
+    ignore_name_warnings,
+    load_model_and_data,
+    pop_column,
+    row_keys,
+    without_columns,
+)
 from .options import (
     AutoOr,
+    Shape,
     anomaly_labels_option,
     batch_size_option,
+    drop_column_option,
     encoder_option,
     epochs_option,
+    id_column_option,
     json_option,
     loss_option,
+    missing_option,
     plugin_options_option,
+    progress_level,
     quiet_option,
     scaling_option,
     scoring_device_option,
     seed_option,
+    table_options,
     training_device_option,
+    verbose_option,
 )
 from .reports import evaluate, score_table
 
@@ -89,6 +102,15 @@ def _given(ctx: click.Context, name: str) -> bool:
 )
 @_setting("--posterior", click.Choice(POSTERIORS))
 @_setting(
+    "--input-shape",
+    Shape(),
+    "Per-row shape of image rows, e.g. 1,28,28 for flat 784-column digits: such rows get "
+    "the image scaling (shared) under --scaling auto.",
+)
+@id_column_option(" Kept in the model: `score` copies it too.")
+@drop_column_option(" Kept in the model: `score` leaves it out too.")
+@missing_option(FIT_DEFAULTS["missing"])
+@_setting(
     "--contamination",
     AutoOr(float),
     "Expected share of anomalies, sets the threshold; 'auto' flags scores above the "
@@ -130,7 +152,9 @@ def _given(ctx: click.Context, name: str) -> bool:
     "settings); it ends with the model an uninterrupted fit gives. Starts from the "
     "beginning when DIR holds no checkpoint yet.",
 )
+@table_options()
 @quiet_option()
+@verbose_option()
 @click.pass_context
 def fit(
     ctx: click.Context,
@@ -142,7 +166,9 @@ def fit(
     known_anomalies,
     checkpoint_dir,
     resume,
+    read_options,
     quiet,
+    verbose,
     **options,
 ) -> None:
     """Train a detector on DATA and save it to one model file.
@@ -164,15 +190,24 @@ def fit(
     """
     if resume and not checkpoint_dir:
         raise BadInput("--resume needs --checkpoint DIR, the directory to resume from")
+    started = time.perf_counter()
     with user_errors(), _interruptible(output, checkpoint_dir):
+        check_output_path(output)  # before the work, not after it
         explicit = {name: value for name, value in options.items() if _given(ctx, name)}
         for name, flag in PLUGIN_OPTION_FLAGS.items():
             if name in explicit:
                 explicit[name] = parse_options(explicit[name], flag)
+        for name in ("id_columns", "drop_columns"):
+            if name in explicit:
+                explicit[name] = list(explicit[name])
         config = read_config(config_file) if config_file else {}
         settings = merge_settings(config, explicit)
 
-        dataset = read_data(data, label_column)
+        dataset = read_data(data, label_column, read_options)
+        if (settings["id_columns"] or settings["drop_columns"]) and not is_frame(dataset.X):
+            raise ValueError(
+                f"--id-column and --drop-column apply to .csv and .parquet files, not {data}"
+            )
         classes = None
         if classes_column:
             dataset, classes = pop_column(dataset, data, classes_column)
@@ -185,9 +220,7 @@ def fit(
                 classes = classes[~check_labels(dataset.y, data, len(dataset.X))]
         if note and not quiet:
             click.echo(note, err=True)
-        if rows.ndim == 2:  # name the columns if a value cannot be trained on
-            check_values(rows, dataset.feature_names, limit=FLOAT32_MAX)
-        detector = AAEDetector(**settings, verbose=not quiet and sys.stderr.isatty())
+        detector = AAEDetector(**settings, verbose=progress_level(quiet, verbose))
         if resume and not quiet:
             click.echo(_resume_note(checkpoint_dir), err=True)
         n_trained = len(rows) if anomaly_labels is None else int((~anomaly_labels).sum())
@@ -198,17 +231,13 @@ def fit(
             checkpoint_dir=checkpoint_dir,
             resume=resume,
         )
-        names = dataset.feature_names
-        if names is not None and rows.ndim == 2 and len(names) == rows.shape[1]:
-            # fit saw a bare array; keep the file's column names so that `score` can check
-            # that new files have the same columns
-            detector.feature_names_in_ = np.asarray(names, dtype=object)
         detector.save(output)
     if not quiet:
         click.echo(
             f"saved {output}: {detector.prior} prior, {detector.encoder} encoder, "
-            f"{n_trained} rows, {detector.epochs} epochs, "
-            f"threshold score > {-detector.offset_:.4g}",
+            f"{n_trained} rows, {detector.n_features_in_} columns, {detector.epochs} epochs, "
+            f"threshold score > {-detector.offset_:.4g}; took "
+            f"{time.perf_counter() - started:.1f} s",
             err=True,
         )
 
@@ -291,18 +320,16 @@ def _normal_rows(dataset, source: str):
 # -- score, evaluate -----------------------------------------------------------------------------
 def _score_rows(detector, dataset, classes):
     with warnings.catch_warnings():
-        # the column names were checked against DATA's own; the bare array passed on
-        # would only make scikit-learn warn that it has none
-        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        ignore_name_warnings()
         return score_table(detector, dataset.X, classes)
 
 
-def _scored(model: str, data: str, label_column: str | None, device: str, classes_column=None):
-    """Load the model and DATA, check they fit together, and score every row."""
-    detector, dataset, classes = load_model_and_data(
-        model, data, label_column, device, classes_column
-    )
-    return detector, dataset, _score_rows(detector, dataset, classes)
+def _id_columns(detector, dataset, given) -> list[str]:
+    """The id columns to copy: those given, then the model's own that DATA has."""
+    ids = list(dict.fromkeys(given))
+    if is_frame(dataset.X):
+        ids += [n for n in detector.id_columns or [] if n in dataset.X.columns and n not in ids]
+    return ids
 
 
 CLASSES_HELP = (
@@ -323,14 +350,22 @@ CLASSES_HELP = (
 )
 @anomaly_labels_option(" It is not scored.")
 @click.option("--classes-column", metavar="NAME", help=CLASSES_HELP)
+@id_column_option(" The model's own id columns are copied without it.")
+@drop_column_option()
+@table_options()
 @scoring_device_option()
-def score(model, data, output, label_column, classes_column, device) -> None:
+def score(
+    model, data, output, label_column, classes_column, id_columns, drop_columns, read_options,
+    device,
+) -> None:
     """Score every row of DATA with MODEL: one output row per input row.
 
-    Columns: score (the combined anomaly score, larger is more anomalous), each component
-    (reconstruction, discriminator, density for priors with a density, neighbors unless
-    fitted with n_neighbors=0), and is_anomaly (1 when the score is above the model's
-    threshold, else 0). An .npy output is a float array with the columns in that order.
+    Columns: the row's ids (--id-column, and the id columns the model was fitted with),
+    or else row (its number in DATA, from 0); score (the combined anomaly score, larger
+    is more anomalous), each component (reconstruction, discriminator, density for priors
+    with a density, neighbors unless fitted with n_neighbors=0), and is_anomaly (1 when
+    the score is above the model's threshold, else 0). DATA's columns are found by name.
+    An .npy output is a float array of the columns from score on, in that order.
 
     \b
     Example:
@@ -338,8 +373,14 @@ def score(model, data, output, label_column, classes_column, device) -> None:
       aae-anomaly score model.aae new.npy | sort -t, -k1 -g | tail
     """
     with user_errors():
-        _, _, table = _scored(model, data, label_column, device, classes_column)
-        write_table(table, output)
+        check_output_path(output, OUTPUT_SUFFIXES)
+        detector, dataset, classes = load_model_and_data(
+            model, data, label_column, device, classes_column, read_options, drop_columns
+        )
+        ids = _id_columns(detector, dataset, id_columns)
+        keys = row_keys(dataset, data, ids)
+        dataset = without_columns(dataset, ids, data, "--id-column")
+        write_table(_score_rows(detector, dataset, classes), output, keys)
 
 
 @main.command(name="evaluate")
@@ -347,9 +388,13 @@ def score(model, data, output, label_column, classes_column, device) -> None:
 @click.argument("data")
 @anomaly_labels_option()
 @click.option("--classes-column", metavar="NAME", help=CLASSES_HELP)
+@drop_column_option(" The model's own id columns are left out without it.")
+@table_options()
 @json_option("One JSON object on stdout.")
 @scoring_device_option()
-def evaluate_command(model, data, label_column, classes_column, as_json, device) -> None:
+def evaluate_command(
+    model, data, label_column, classes_column, drop_columns, read_options, as_json, device
+) -> None:
     """Compare MODEL's scores on DATA with DATA's known labels (1 = anomaly).
 
     Prints ROC-AUC and average precision of the scores, and precision, recall, F1 and the
@@ -363,7 +408,7 @@ def evaluate_command(model, data, label_column, classes_column, as_json, device)
     """
     with user_errors():
         detector, dataset, classes = load_model_and_data(
-            model, data, label_column, device, classes_column
+            model, data, label_column, device, classes_column, read_options, drop_columns
         )
         # the labels are checked before the (possibly long) scoring, not after
         if dataset.y is None:

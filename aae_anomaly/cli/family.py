@@ -3,27 +3,33 @@
 
 from __future__ import annotations
 
-import sys
+import warnings
 
 import click
 import numpy as np
 
 from ..estimators.family import AAEClassifier, AAEClustering, SupervisedAAE
-from ..io.tables import check_features, read_data, write_table
+from ..io.tables import check_output_path, read_data, write_table
 from .app import main, user_errors
 from .fitconfig import DEFAULTS as FIT_DEFAULTS
 from .fitconfig import parse_options
+from .inputs import ignore_name_warnings, row_keys, without_columns
 from .options import (
     batch_size_option,
+    drop_column_option,
     encoder_option,
     epochs_option,
+    id_column_option,
     loss_option,
     plugin_options_option,
+    progress_level,
     quiet_option,
     scaling_option,
     seed_option,
+    table_options,
     table_output_option,
     training_device_option,
+    verbose_option,
 )
 
 
@@ -64,7 +70,10 @@ def family_options(defaults: dict):
         ),
         seed_option(defaults["random_state"]),
         training_device_option(defaults["device"]),
+        drop_column_option(),
+        table_options(),
         quiet_option(),
+        verbose_option(),
     ]
 
     def decorate(command):
@@ -82,43 +91,74 @@ def predict_option(verb: str):
     )
 
 
-def _family_settings(options: dict) -> tuple[dict, bool]:
+def _family_settings(options: dict) -> tuple[dict, bool, dict]:
+    """The estimator's settings, --quiet, and how to read the tables (the read options,
+    the dropped and the id columns)."""
     quiet = options.pop("quiet")
+    reading = {
+        "read_options": options.pop("read_options"),
+        "drop_columns": list(options.pop("drop_columns")),
+        "id_columns": list(options.pop("id_columns", ())),
+    }
     options["encoder_params"] = parse_options(options["encoder_params"], "--encoder-option")
-    options["verbose"] = not quiet and sys.stderr.isatty()
-    return options, quiet
+    options["verbose"] = progress_level(quiet, options.pop("verbose"))
+    return options, quiet, reading
+
+
+def _read(source: str, reading: dict, label_column: str | None = None):
+    """DATA without its dropped and id columns, and the keys of its rows."""
+    dataset = read_data(source, label_column, reading["read_options"])
+    dataset = without_columns(dataset, reading["drop_columns"], source)
+    keys = row_keys(dataset, source, reading["id_columns"])
+    return without_columns(dataset, reading["id_columns"], source, "--id-column"), keys
 
 
 def _class_labels(dataset, source: str) -> np.ndarray:
-    """DATA's labels as whole numbers (-1 = unlabelled), one per row."""
+    """DATA's class labels, one per row: numbers, with -1 for an unlabelled row, or text,
+    with an empty cell (or -1) for an unlabelled row."""
     if dataset.y is None:
         raise ValueError(
-            f"{source} has no labels: use an .npz with y or --label-column NAME (class "
-            "numbers; -1 marks an unlabelled row)"
+            f"{source} has no labels: use an .npz with y or --label-column NAME (classes as "
+            "numbers or text; -1 or an empty cell marks an unlabelled row)"
         )
     labels = np.asarray(dataset.y).reshape(-1)
     if len(labels) != len(dataset.X):
         raise ValueError(f"{source} has {len(dataset.X)} rows but {len(labels)} labels")
-    if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
-        raise ValueError(f"{source}: labels must be whole class numbers (-1 = unlabelled)")
-    if labels.dtype.kind not in "iuf":
-        raise ValueError(f"{source}: labels are {labels.dtype} values; expected class numbers")
-    return labels.astype(np.int64)
+    if labels.dtype.kind == "b":
+        return labels.astype(np.int64)
+    if labels.dtype.kind in "iuf":
+        if not np.array_equal(labels, np.round(labels)):
+            first = labels[np.flatnonzero(labels != np.round(labels))[0]]
+            raise ValueError(
+                f"{source}: label {first!r} is not a class; classes are whole numbers or "
+                "text, -1 or an empty cell for an unlabelled row (an empty cell in a "
+                "column of numbers reads as NaN: use -1)"
+            )
+        return labels.astype(np.int64)
+    # text classes; an empty cell or "-1" marks an unlabelled row, as -1 does for numbers
+    import pandas
+
+    text = [None if pandas.isna(v) else str(v).strip() for v in labels]
+    return np.array([-1 if v in (None, "", "-1") else v for v in text], dtype=object)
 
 
-def _rows_to_label(predict: str | None, n_features: int):
-    """PREDICT's rows, checked to have the model's ``n_features`` columns; None without
+def _rows_to_label(predict: str | None, reading: dict):
+    """PREDICT's rows (the model checks their columns) and their keys; None without
     --predict, when the command answers for DATA's own rows."""
     if predict is None:
-        return None
-    dataset = read_data(predict)
-    check_features(dataset, predict, n_features, None)
-    return dataset.X
+        return None, None
+    return _read(predict, reading)
+
+
+def _predicted(method, rows):
+    with warnings.catch_warnings():
+        ignore_name_warnings()
+        return method(rows)
 
 
 CLASS_LABEL_HELP = (
-    "Column of class numbers in a .csv/.parquet DATA (-1 = unlabelled); an .npz's y is "
-    "used otherwise."
+    "Column of class labels (numbers or text) in a .csv/.parquet DATA; -1 or an empty "
+    "cell marks an unlabelled row. An .npz's y is used otherwise."
 )
 
 
@@ -139,6 +179,7 @@ CLASS_LABEL_HELP = (
     default=CLASSIFY_DEFAULTS["labelled_batch_size"],
     help="Labelled rows drawn per step.",
 )
+@id_column_option()
 @family_options(CLASSIFY_DEFAULTS)
 def classify(data, output, label_column, predict, **options) -> None:
     """Semi-supervised classification: fit an AAEClassifier on DATA, whose labels are
@@ -152,19 +193,21 @@ def classify(data, output, label_column, predict, **options) -> None:
       aae-anomaly classify train.npz --predict test.npz -o predictions.csv
       aae-anomaly classify rows.csv --label-column digit --epochs 100
     """
-    settings, quiet = _family_settings(options)
+    settings, quiet, reading = _family_settings(options)
     with user_errors():
-        dataset = read_data(data, label_column)
+        check_output_path(output)
+        dataset, keys = _read(data, reading, label_column)
         labels = _class_labels(dataset, data)
         model = AAEClassifier(**settings).fit(dataset.X, labels)
-        rows = _rows_to_label(predict, model.n_features_in_)
-        probabilities = model.predict_proba(dataset.X if rows is None else rows)
+        other, other_keys = _rows_to_label(predict, reading)
+        rows = dataset if other is None else other
+        probabilities = _predicted(model.predict_proba, rows.X)
         table = {"label": model.classes_[probabilities.argmax(axis=1)]}
         for k, name in enumerate(model.classes_):
             table[f"probability_{name}"] = probabilities[:, k]
-        write_table(table, output)
+        write_table(table, output, keys if other is None else other_keys)
     if not quiet:
-        n_labelled = int((labels != -1).sum())
+        n_labelled = int(sum(not (isinstance(v, (int, np.integer)) and v == -1) for v in labels))
         click.echo(
             f"fitted on {len(labels)} rows ({n_labelled} labelled, classes "
             f"{model.classes_.tolist()}), {model.epochs} epochs",
@@ -183,6 +226,7 @@ def classify(data, output, label_column, predict, **options) -> None:
     help="Number of clusters.",
 )
 @predict_option("assign")
+@id_column_option()
 @family_options(CLUSTER_DEFAULTS)
 def cluster(data, output, n_clusters, predict, **options) -> None:
     """Unsupervised clustering: fit an AAEClustering on DATA (labels, if any, are not
@@ -192,13 +236,16 @@ def cluster(data, output, n_clusters, predict, **options) -> None:
     Example:
       aae-anomaly cluster rows.npy --clusters 16 -o clusters.csv
     """
-    settings, quiet = _family_settings(options)
+    settings, quiet, reading = _family_settings(options)
     with user_errors():
-        dataset = read_data(data)
+        check_output_path(output)
+        dataset, keys = _read(data, reading)
         model = AAEClustering(n_clusters=n_clusters, **settings).fit(dataset.X)
-        rows = _rows_to_label(predict, model.n_features_in_)
-        clusters = model.labels_ if rows is None else model.predict(rows)
-        write_table({"cluster": clusters}, output)
+        other, other_keys = _rows_to_label(predict, reading)
+        if other is None:
+            write_table({"cluster": model.labels_}, output, keys)
+        else:
+            write_table({"cluster": _predicted(model.predict, other.X)}, output, other_keys)
     if not quiet:
         used = len(np.unique(model.labels_))
         click.echo(
@@ -209,11 +256,14 @@ def cluster(data, output, n_clusters, predict, **options) -> None:
 @main.command()
 @click.argument("data")
 @table_output_option("Samples")
-@click.option("--label-column", metavar="NAME", help="Column of class numbers in a .csv/.parquet.")
+@click.option(
+    "--label-column",
+    metavar="NAME",
+    help="Column of class labels (numbers or text) in a .csv/.parquet.",
+)
 @click.option(
     "--class",
     "class_",
-    type=int,
     multiple=True,
     help="Class of the samples; repeat for several (default: every class).",
 )
@@ -231,20 +281,24 @@ def generate(data, output, label_column, class_, n_samples, **options) -> None:
     Example:
       aae-anomaly generate digits.npz --class 3 --class 8 -n 16 -o samples.csv
     """
-    settings, quiet = _family_settings(options)
+    settings, quiet, reading = _family_settings(options)
     with user_errors():
-        dataset = read_data(data, label_column)
+        check_output_path(output)
+        dataset, _ = _read(data, reading, label_column)
         labels = _class_labels(dataset, data)
-        unknown = sorted(set(class_) - set(labels.tolist()))
+        known = {str(v): v for v in labels.tolist()}
+        unknown = [k for k in class_ if k not in known]
         if unknown:  # before the fit, not after it
             raise ValueError(
                 f"--class {unknown[0]} is not a class of {data}; its classes: "
-                f"{np.unique(labels).tolist()}"
+                f"{', '.join(sorted(known))}"
             )
         model = SupervisedAAE(**settings).fit(dataset.X, labels)
-        wanted = np.repeat(np.asarray(class_ or model.classes_), n_samples)
+        chosen = [known[k] for k in class_] if class_ else list(model.classes_)
+        wanted = np.repeat(np.asarray(chosen, dtype=model.classes_.dtype), n_samples)
         samples = model.sample(len(wanted), y=wanted, random_state=settings["random_state"])
-        names = dataset.feature_names
+        schema = getattr(model, "schema_", None)
+        names = schema.encoded_names() if schema is not None else dataset.feature_names
         if names is None or len(names) != samples.shape[1]:
             names = [f"x{i}" for i in range(samples.shape[1])]
         table = {name: samples[:, i] for i, name in enumerate(names)}

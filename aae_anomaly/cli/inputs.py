@@ -1,42 +1,87 @@
-"""A command's MODEL and DATA as it reads them: a column taken out of DATA, and a model
-loaded with the rows it is to be used on, checked to fit together."""
+"""A command's MODEL and DATA as it reads them: columns taken out of DATA (classes, ids,
+dropped ones), and a model loaded with the rows it is to be used on."""
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+import warnings
 
+import numpy as np
+
+from ..estimators.columns import is_frame
 from ..estimators.loading import load_model
-from ..io.tables import check_features, read_data
+from ..io.tables import read_data
+
+# scikit-learn's warnings when a table's names meet a model fitted without them, or the
+# reverse: the command line matches columns itself, so they would only confuse
+NAME_WARNINGS = ("X does not have valid feature names", "X has feature names, but")
 
 
-def pop_column(dataset, source: str, name: str):
+def ignore_name_warnings() -> None:
+    for message in NAME_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+
+
+def _require_table(dataset, source: str, option: str) -> None:
+    if not is_frame(dataset.X):
+        raise ValueError(f"{option} applies to .csv and .parquet files, not {source}")
+
+
+def pop_column(dataset, source: str, name: str, option: str = "--classes-column"):
     """``dataset`` without its column ``name``, and that column's values."""
-    names = dataset.feature_names
-    if Path(source).suffix.lower() not in (".csv", ".parquet") or names is None:
-        raise ValueError(f"--classes-column applies to .csv and .parquet files, not {source}")
-    if name not in names:
-        raise ValueError(f"{source} has no column {name!r}; columns: {', '.join(names)}")
-    index = list(names).index(name)
-    kept = [i for i in range(len(names)) if i != index]
-    values = dataset.X[:, index]
-    remaining = dataclasses.replace(
-        dataset, X=dataset.X[:, kept], feature_names=[names[i] for i in kept]
-    )
-    return remaining, values
+    _require_table(dataset, source, option)
+    frame = dataset.X
+    if name not in frame.columns:
+        raise ValueError(
+            f"{source} has no column {name!r} ({option}); columns: "
+            f"{', '.join(map(str, frame.columns))}"
+        )
+    return without_columns(dataset, [name]), frame[name].to_numpy()
+
+
+def without_columns(dataset, names, source: str = "", option: str = "--drop-column"):
+    """``dataset`` without the columns ``names`` (each must be there)."""
+    if not names:
+        return dataset
+    _require_table(dataset, source, option)
+    absent = [n for n in names if n not in dataset.X.columns]
+    if absent:
+        raise ValueError(
+            f"{source} has no column {absent[0]!r} ({option}); columns: "
+            f"{', '.join(map(str, dataset.X.columns))}"
+        )
+    frame = dataset.X.drop(columns=list(names))
+    return dataclasses.replace(dataset, X=frame, feature_names=[str(c) for c in frame.columns])
+
+
+def row_keys(dataset, source: str, id_columns) -> dict[str, np.ndarray]:
+    """The columns that identify DATA's rows, to copy into an output table: the id
+    columns it has, else ``row``, each row's number (from 0) in DATA."""
+    if not id_columns:
+        index = dataset.X.index if is_frame(dataset.X) else None
+        rows = np.arange(len(dataset.X)) if index is None else np.asarray(index)
+        return {"row": rows}
+    _require_table(dataset, source, "--id-column")
+    absent = [n for n in id_columns if n not in dataset.X.columns]
+    if absent:
+        raise ValueError(
+            f"{source} has no id column {absent[0]!r}; columns: "
+            f"{', '.join(map(str, dataset.X.columns))}"
+        )
+    return {name: dataset.X[name].to_numpy() for name in id_columns}
 
 
 def load_model_and_data(
-    model: str, data: str, label_column: str | None, device: str, classes_column=None
+    model: str, data: str, label_column: str | None, device: str, classes_column=None,
+    read_options=None, drop_columns=(),
 ):
-    """Load the model and DATA and check they fit together: the model, the dataset and
-    the classes column's values (or None)."""
+    """Load the model and DATA: the model, the dataset (without the ``drop_columns``) and
+    the classes column's values (or None). The model checks DATA's columns when it uses
+    them: by name for a table, by position for an array."""
     detector = load_model(model, device=device)
-    dataset = read_data(data, label_column)
+    dataset = read_data(data, label_column, read_options)
     classes = None
     if classes_column:
         dataset, classes = pop_column(dataset, data, classes_column)
-    check_features(
-        dataset, data, detector.n_features_in_, getattr(detector, "feature_names_in_", None)
-    )
+    dataset = without_columns(dataset, list(drop_columns), data)
     return detector, dataset, classes

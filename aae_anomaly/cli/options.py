@@ -7,10 +7,17 @@ of the estimator the command fits, the others have one default everywhere.
 
 from __future__ import annotations
 
+import functools
+import logging
+import sys
+
 import click
 
 from ..engine.model import RECONSTRUCTION_LOSSES
+from ..estimators.columns import MISSING_CHOICES
+from ..estimators.progress import LOGGER
 from ..estimators.scaling import SCALINGS
+from ..io.tables import DELIMITERS, ReadOptions
 
 DEVICE_HELP = "Where to score: cpu, auto (CUDA when present), cuda:0..."
 LABEL_HELP = "Column of anomaly labels (1 = anomaly) in a .csv/.parquet DATA."
@@ -31,6 +38,133 @@ class AutoOr(click.ParamType):
         except ValueError:
             noun = "an integer" if self.kind is int else "a number"
             self.fail(f"{value!r} is neither 'auto' nor {noun}", param, ctx)
+
+
+class Shape(click.ParamType):
+    """A per-sample shape such as ``1,28,28`` (or ``1x28x28``)."""
+
+    name = "C,H,W"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).replace("x", ",").split(",")
+        try:
+            shape = tuple(int(p) for p in parts)
+        except ValueError:
+            shape = ()
+        if not shape or any(s < 1 for s in shape):
+            self.fail(f"{value!r} is not a shape of positive integers, e.g. 1,28,28", param, ctx)
+        return shape
+
+
+# -- reading DATA: every command that reads a table ---------------------------------------------
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
+def _delimiter(ctx, param, value):
+    if value is None:
+        return None
+    value = _DELIMITER_NAMES.get(value.lower(), value)
+    if value not in DELIMITERS:
+        raise click.BadParameter(
+            f"{value!r} is not one of , ; tab | (or comma, semicolon, tab, pipe)", ctx, param
+        )
+    return value
+
+
+def table_options():
+    """``--delimiter``, ``--decimal`` and ``--encoding`` of a CSV DATA, given to the
+    command as one ``read_options`` (:class:`~aae_anomaly.io.tables.ReadOptions`)."""
+    options = [
+        click.option(
+            "--delimiter",
+            callback=_delimiter,
+            help="Field separator of a CSV DATA: , ; tab or | (default: detected).",
+        ),
+        click.option(
+            "--decimal",
+            type=click.Choice((".", ",")),
+            help="Decimal mark of a CSV DATA (default: detected; , only with a ; or tab "
+            "delimiter).",
+        ),
+        click.option(
+            "--encoding", default="utf-8", help="Text encoding of a CSV DATA (a BOM is dropped)."
+        ),
+    ]
+
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, delimiter, decimal, encoding, **kwargs):
+            read_options = ReadOptions(delimiter, decimal, encoding)
+            return command(*args, read_options=read_options, **kwargs)
+
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
+def id_column_option(more: str = ""):
+    return click.option(
+        "--id-column",
+        "id_columns",
+        multiple=True,
+        metavar="NAME",
+        help="A column that identifies rows (an id, a timestamp): not a feature, and copied "
+        "into the output; repeat for several." + more,
+    )
+
+
+def drop_column_option(more: str = ""):
+    return click.option(
+        "--drop-column",
+        "drop_columns",
+        multiple=True,
+        metavar="NAME",
+        help="A column to leave out of the features; repeat for several." + more,
+    )
+
+
+def missing_option(default: str):
+    return click.option(
+        "--missing",
+        type=click.Choice(MISSING_CHOICES),
+        default=default,
+        help="Missing cells (empty, NaN): an error naming the column, or imputed from the "
+        "training rows (median, most frequent category), now and when scoring.",
+    )
+
+
+def verbose_option():
+    return click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Log a line per epoch (losses, elapsed time) on stderr, also when it is not a "
+        "terminal.",
+    )
+
+
+class _StderrLog(logging.Handler):
+    """Log lines on whatever standard error is when they are written."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def progress_level(quiet: bool, verbose: bool) -> int:
+    """The estimators' ``verbose``: 2 (log lines, with a handler on stderr) for --verbose,
+    1 (a progress bar) on a terminal, else 0."""
+    if verbose:
+        if not any(isinstance(h, _StderrLog) for h in LOGGER.handlers):
+            handler = _StderrLog()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+            LOGGER.addHandler(handler)
+        LOGGER.setLevel(logging.INFO)
+        return 2
+    return 0 if quiet or not sys.stderr.isatty() else 1
 
 
 # -- training: fit, classify, cluster, generate --------------------------------------------------

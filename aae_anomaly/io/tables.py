@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,26 +25,50 @@ from ..plugin_system.manager import get_plugin_manager
 from .atomic import atomic_path, atomic_write_bytes
 
 DATA_SUFFIXES = (".csv", ".parquet", ".npy", ".npz")
+TABLE_SUFFIXES = (".csv", ".parquet")
 OUTPUT_SUFFIXES = (".csv", ".parquet", ".npy")
 STDOUT = "-"
+DELIMITERS = (",", ";", "\t", "|")
+# enough lines to tell the delimiter and the decimal mark, read before the whole file
+_SNIFF_BYTES = 1 << 16
 
 
-def read_data(source: str, label_column: str | None = None) -> Dataset:
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a CSV file: ``None`` detects the delimiter (one of
+    :data:`DELIMITERS`) and the decimal mark from the first lines. A UTF-8 byte-order
+    mark is always dropped."""
+
+    delimiter: str | None = None
+    decimal: str | None = None
+    encoding: str = "utf-8"
+
+
+def read_data(
+    source: str, label_column: str | None = None, options: ReadOptions | None = None
+) -> Dataset:
     """The rows named by ``source``; ``label_column`` names a CSV or parquet column of
-    anomaly labels (1 = anomaly), which is then left out of the features."""
+    labels, which is then left out of the features (``y``). A table's rows come as a
+    pandas DataFrame, whose columns keep their types (text, booleans, empty cells) for the
+    estimator to encode; arrays come as arrays."""
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix in DATA_SUFFIXES:
         if not path.is_file():
             raise FileNotFoundError(f"no such file: {source}")
-        if label_column and suffix not in (".csv", ".parquet"):
+        if label_column and suffix not in TABLE_SUFFIXES:
             raise ValueError(f"--label-column applies to .csv and .parquet files, not {source}")
-        if suffix == ".parquet":
-            return _read_parquet(path, label_column)
-        # the built-in loaders read the other formats; `path` goes in as an override so a
+        if suffix == ".csv":
+            options = options or ReadOptions()
+            extra = {"delimiter": options.delimiter or "", "decimal": options.decimal or "",
+                     "encoding": options.encoding}
+        else:
+            extra = {}
+        if label_column:
+            extra["label"] = label_column
+        # the built-in loaders read every format; `path` goes in as an override so a
         # comma or colon in it is not taken for spec syntax
-        options = {"label": label_column} if label_column else {}
-        return load_dataset(suffix[1:], path=str(path), **options)
+        return load_dataset(suffix[1:], path=str(path), **extra)
     if path.is_file():
         raise ValueError(
             f"{source}: unsupported file format {path.suffix or '(no suffix)'}; "
@@ -58,61 +86,163 @@ def _looks_like_path(name: str) -> bool:
     return "/" in name or "\\" in name or "." in name
 
 
-def _read_parquet(path: Path, label_column: str | None) -> Dataset:
+def read_csv_table(
+    path: str | Path, delimiter: str = "", decimal: str = "", encoding: str = "utf-8"
+):
+    """A CSV file with a header line as a pandas DataFrame, its delimiter and decimal mark
+    detected unless given; header names stripped of spaces and of a byte-order mark."""
+    pandas = _require_pandas()
+    path = Path(path)
+    encoding = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+        sample = head.decode(encoding, errors="ignore" if len(head) == _SNIFF_BYTES else "strict")
+    except LookupError:
+        raise ValueError(f"unknown text encoding {encoding!r}") from None
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(path, encoding, exc) from None
+    if not sample.strip():
+        raise ValueError(f"{path} is empty")
+    delimiter = delimiter or sniff_delimiter(sample)
+    decimal = decimal or sniff_decimal(sample, delimiter)
+    try:
+        frame = pandas.read_csv(
+            path, sep=delimiter, decimal=decimal, encoding=encoding, low_memory=False,
+            skipinitialspace=True,
+        )
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(path, encoding, exc) from None
+    except pandas.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty") from None
+    except pandas.errors.ParserError as exc:
+        raise ValueError(f"{path} is not a well-formed CSV file: {_one_line(exc)}") from None
+    frame.columns = [str(name).strip() for name in frame.columns]
+    _check_short_lines(path, encoding, delimiter, frame)
+    return frame
+
+
+def _check_short_lines(path: Path, encoding: str, delimiter: str, frame) -> None:
+    """Raise for a line with fewer fields than the header, which pandas pads with
+    missing cells (a cut-off file would otherwise pass for one with empty cells). Only
+    the last column shows such padding, so files without a gap there are not reread."""
+    if frame.empty or not frame.iloc[:, -1].isna().any():
+        return
+    text = path.read_text(encoding)
+    if '"' in text:
+        return  # quoted fields may hold delimiters and line breaks; pandas' reading stands
+    width = len(frame.columns)
+    for number, line in enumerate(text.splitlines()[1:], start=2):
+        fields = line.count(delimiter) + 1
+        if line.strip() and fields < width:
+            raise ValueError(
+                f"{path} is not a well-formed CSV file: line {number} has {fields} "
+                f"field{'s' if fields != 1 else ''} where the header has {width}"
+            )
+
+
+def _encoding_error(path: Path, encoding: str, exc: UnicodeDecodeError) -> ValueError:
+    name = "UTF-8" if encoding == "utf-8-sig" else encoding
+    return ValueError(
+        f"{path} is not {name} text (byte {exc.start} cannot be read); give its encoding, "
+        "e.g. --encoding latin-1 (encoding='latin-1' in Python)"
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _sample_lines(sample: str) -> list[str]:
+    lines = sample.splitlines()
+    if not sample.endswith(("\n", "\r")) and len(lines) > 1:
+        lines = lines[:-1]  # cut off by the sample's end
+    return [line for line in lines[:50] if line.strip()]
+
+
+def sniff_delimiter(sample: str) -> str:
+    """The candidate that splits every sampled line into the same number of fields, more
+    than one; the one giving the most fields when several do, ``,`` when none does."""
+    lines = _sample_lines(sample)
+    best, best_fields = ",", 1
+    for candidate in DELIMITERS:
+        counts = {len(row) for row in csv.reader(lines, delimiter=candidate)}
+        if len(counts) == 1 and (fields := counts.pop()) > best_fields:
+            best, best_fields = candidate, fields
+    return best
+
+
+_COMMA_DECIMAL = re.compile(r"^[+-]?\d+,\d+([eE][+-]?\d+)?$")
+_POINT_DECIMAL = re.compile(r"^[+-]?\d*\.\d+([eE][+-]?\d+)?$")
+
+
+def sniff_decimal(sample: str, delimiter: str) -> str:
+    """``,`` when the fields hold numbers written with a decimal comma (never when the
+    comma separates fields) and none with a decimal point; else ``.``."""
+    if delimiter == ",":
+        return "."
+    fields = [f.strip() for row in csv.reader(_sample_lines(sample)[1:], delimiter=delimiter)
+              for f in row]
+    comma = sum(bool(_COMMA_DECIMAL.match(f)) for f in fields)
+    point = sum(bool(_POINT_DECIMAL.match(f)) for f in fields)
+    return "," if comma and not point else "."
+
+
+def read_parquet_table(path: str | Path):
+    """A parquet file as a pandas DataFrame."""
     pandas = _require_parquet_support()
     try:
-        frame = pandas.read_parquet(path)
+        return pandas.read_parquet(path)
     except Exception as exc:  # pyarrow raises many types for a damaged file
-        raise ValueError(f"{path} is not a readable parquet file: {exc}") from None
-    labels = None
-    if label_column:
-        if label_column not in frame.columns:
-            raise ValueError(
-                f"{path} has no column {label_column!r}; columns: "
-                f"{', '.join(map(str, frame.columns))}"
-            )
-        labels = frame.pop(label_column).to_numpy(dtype=np.float64)
-    for column in frame.columns:
-        if not pandas.api.types.is_numeric_dtype(frame[column]) or pandas.api.types.is_bool_dtype(
-            frame[column]
-        ):
-            raise ValueError(
-                f"{path}, column {column!r}: {frame[column].dtype} values, not numbers"
-            )
-    names = [str(column) for column in frame.columns]
-    return Dataset(frame.to_numpy(dtype=np.float64), labels, names, path.stem)
+        raise ValueError(f"{path} is not a readable parquet file: {_one_line(exc)}") from None
+
+
+def split_label(frame, label: str, path) -> tuple[Any, np.ndarray]:
+    """``frame`` without its column ``label``, and that column's values."""
+    if label not in frame.columns:
+        raise ValueError(
+            f"{path} has no column {label!r}; columns: {', '.join(map(str, frame.columns))}"
+        )
+    values = frame[label].to_numpy()
+    return frame.drop(columns=[label]), values
+
+
+def _require_pandas():
+    try:
+        import pandas
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        raise MissingDependencyError("reading tables needs pandas: pip install pandas") from None
+    return pandas
 
 
 def _require_parquet_support():
+    pandas = _require_pandas()
     try:
-        import pandas
         import pyarrow  # noqa: F401  (pandas needs it for parquet; fail here, clearly)
     except ImportError:
         raise MissingDependencyError(
-            "parquet files need pandas and pyarrow: pip install 'aae-anomaly[parquet]'"
+            "parquet files need pyarrow: pip install 'aae-anomaly[parquet]'"
         ) from None
     return pandas
 
 
-def check_features(dataset: Dataset, source: str, n_features: int, names) -> None:
-    """Raise ValueError unless the data's columns are the ones the model was fitted on."""
-    found = int(np.prod(dataset.X.shape[1:])) if dataset.X.ndim > 1 else 1
-    if dataset.X.ndim < 2 or found != n_features:
+def check_output_path(destination: str | None, suffixes: tuple[str, ...] | None = None) -> None:
+    """Raise before any work starts unless ``destination`` can be written: its folder
+    exists, it is not a folder, and its suffix is one of ``suffixes`` (any when None)."""
+    if destination in (None, STDOUT):
+        return
+    path = Path(destination)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
         raise ValueError(
-            f"{source} has {found} feature columns but the model was fitted on {n_features}"
+            f"{destination}: unsupported output format {path.suffix or '(no suffix)'}; "
+            f"expected one of {', '.join(suffixes)}"
         )
-    if names is not None and dataset.feature_names is not None:
-        expected, given = [str(n) for n in names], [str(n) for n in dataset.feature_names]
-        differing = [
-            f"{g!r} where the model has {e!r}"
-            for g, e in zip(given, expected, strict=False)
-            if g != e
-        ]
-        if differing:
-            raise ValueError(
-                f"{source}: columns do not match the model's features: {differing[0]}"
-                + (f" (and {len(differing) - 1} more)" if len(differing) > 1 else "")
-            )
+    if path.is_dir():
+        raise ValueError(f"{destination} is a directory; give a file name to write")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"no such directory: {path.parent} (for {destination})")
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"cannot write in {path.parent} (for {destination})")
 
 
 def check_labels(labels: np.ndarray, source: str, n_rows: int) -> np.ndarray:
@@ -139,31 +269,29 @@ def check_labels(labels: np.ndarray, source: str, n_rows: int) -> np.ndarray:
     return labels == 1
 
 
-def write_table(columns: dict[str, np.ndarray], destination: str | None) -> None:
+def write_table(
+    columns: dict[str, np.ndarray], destination: str | None, keys: dict | None = None
+) -> None:
     """Write equal-length columns to ``destination`` (format from its suffix), or as CSV to
-    standard output when it is ``None`` or ``"-"``."""
+    standard output when it is ``None`` or ``"-"``. ``keys`` (row ids, of any type) come
+    first in a CSV or parquet table; an .npy file holds only the numeric ``columns``."""
+    keys = keys or {}
     if destination in (None, STDOUT):
-        sys.stdout.write(_csv_text(columns))
+        sys.stdout.write(_csv_text({**keys, **columns}))
         sys.stdout.flush()
         return
+    check_output_path(destination, OUTPUT_SUFFIXES)
     path = Path(destination)
     suffix = path.suffix.lower()
-    if suffix not in OUTPUT_SUFFIXES:
-        raise ValueError(
-            f"{destination}: unsupported output format {path.suffix or '(no suffix)'}; "
-            f"expected one of {', '.join(OUTPUT_SUFFIXES)}"
-        )
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"no such directory: {path.parent}")
     if suffix == ".csv":
-        atomic_write_bytes(path, _csv_text(columns).encode())
+        atomic_write_bytes(path, _csv_text({**keys, **columns}).encode())
     elif suffix == ".npy":
         table = np.column_stack([np.asarray(v, dtype=np.float64) for v in columns.values()])
         with atomic_path(path) as temporary, open(temporary, "wb") as handle:
             np.save(handle, table, allow_pickle=False)
     else:
         pandas = _require_parquet_support()
-        frame = pandas.DataFrame(columns)
+        frame = pandas.DataFrame({**keys, **columns})
         with atomic_path(path) as temporary:
             frame.to_parquet(temporary, index=False)
 
@@ -172,12 +300,23 @@ def _csv_text(columns: dict[str, np.ndarray]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
-    # repr of a Python float is the shortest text that reads back to the same number
-    cells = [
-        [repr(float(x)) for x in values]
-        if np.issubdtype(np.asarray(values).dtype, np.floating)
-        else [str(int(x)) for x in values]
-        for values in columns.values()
-    ]
+    cells = [_texts(np.asarray(values)) for values in columns.values()]
     writer.writerows(zip(*cells, strict=True))
     return buffer.getvalue()
+
+
+def _texts(values: np.ndarray) -> list[str]:
+    if values.dtype.kind == "f":
+        # repr of a Python float is the shortest text that reads back to the same number
+        return [repr(float(x)) for x in values]
+    if values.dtype.kind in "iub":
+        return [str(int(x)) for x in values]
+    # ids as the table had them: text, dates; a missing one as an empty cell
+    return ["" if _is_missing(x) else str(x) for x in values]
+
+
+def _is_missing(value: Any) -> bool:
+    import pandas
+
+    missing = pandas.isna(value)  # None, NaN, NaT, pd.NA
+    return isinstance(missing, (bool, np.bool_)) and bool(missing)

@@ -13,9 +13,14 @@ from .manager import get_plugin_manager
 
 @dataclass
 class Dataset:
-    """Rows to fit or score. ``y`` marks anomalies with 1 (normal rows 0), when known."""
+    """Rows to fit or score. ``y`` marks anomalies with 1 (normal rows 0), when known (or,
+    for the AAE family's commands, holds class labels).
 
-    X: np.ndarray
+    ``X`` is an array (rows, or images ``(n, channels, height, width)``) or a pandas
+    DataFrame, whose columns may hold text, booleans and empty cells: the estimators
+    encode them (see :mod:`aae_anomaly.estimators.columns`)."""
+
+    X: Any
     y: np.ndarray | None = None
     feature_names: list[str] | None = None
     name: str = ""

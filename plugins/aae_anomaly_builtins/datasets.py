@@ -4,12 +4,12 @@ a synthetic generator with known anomalies."""
 from __future__ import annotations
 
 import contextlib
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from aae_anomaly import Dataset, hookimpl
+from aae_anomaly.io.tables import read_csv_table, read_parquet_table, split_label
 
 
 def _existing(path: str) -> Path:
@@ -21,37 +21,30 @@ def _existing(path: str) -> Path:
     return resolved
 
 
-def load_csv(path: str = "", label: str = "", delimiter: str = ",") -> Dataset:
-    """Rows of a CSV file with a header line. ``label`` names the column holding the
-    anomaly labels (1 = anomaly), which is then left out of the features."""
+def load_csv(
+    path: str = "", label: str = "", delimiter: str = "", decimal: str = "",
+    encoding: str = "utf-8",
+) -> Dataset:
+    """Rows of a CSV file with a header line, as a DataFrame whose columns keep their
+    types. ``label`` names the column holding the labels, which is then left out of the
+    features. ``delimiter`` (``,`` ``;`` tab or ``|``) and ``decimal`` (``.`` or ``,``)
+    are detected from the first lines unless given; a UTF-8 byte-order mark is dropped."""
     file = _existing(path)
-    with file.open(newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path} is empty")
-        rows = list(reader)
-    header = [name.strip() for name in header]
-    if label and label not in header:
-        raise ValueError(f"{path} has no column {label!r}; columns: {', '.join(header)}")
-    values = np.empty((len(rows), len(header)), dtype=np.float64)
-    for line, row in enumerate(rows, start=2):
-        if len(row) != len(header):
-            raise ValueError(
-                f"{path}, line {line}: {len(row)} fields where the header has {len(header)}"
-            )
-        for column, cell in enumerate(row):
-            try:
-                values[line - 2, column] = float(cell)
-            except ValueError:
-                raise ValueError(
-                    f"{path}, line {line}, column {header[column]!r}: {cell!r} is not a number"
-                ) from None
-    if not label:
-        return Dataset(values, None, header, file.stem)
-    index = header.index(label)
-    features = [name for name in header if name != label]
-    return Dataset(np.delete(values, index, axis=1), values[:, index], features, file.stem)
+    frame = read_csv_table(file, delimiter, decimal, encoding)
+    return _table(frame, label, file)
+
+
+def load_parquet(path: str = "", label: str = "") -> Dataset:
+    """Rows of a parquet file, as a DataFrame; ``label`` as for ``csv``."""
+    file = _existing(path)
+    return _table(read_parquet_table(file), label, file)
+
+
+def _table(frame, label: str, file: Path) -> Dataset:
+    labels = None
+    if label:
+        frame, labels = split_label(frame, label, file)
+    return Dataset(frame, labels, [str(c) for c in frame.columns], file.stem)
 
 
 def load_npy(path: str = "") -> Dataset:
@@ -164,6 +157,7 @@ def load_synthetic(
 @hookimpl
 def register_datasets(register):
     register("csv", load_csv)
+    register("parquet", load_parquet)
     register("npy", load_npy)
     register("npz", load_npz)
     register("sklearn", load_sklearn)
