@@ -173,12 +173,13 @@ def test_every_hook_call_is_traced_on_stderr(monkeypatch, capsys, fresh_plugins)
     version = manager.get("prior", "gaussian").version
     lines = _trace_lines(capsys)
     ours = [line for line in lines if "'builtin_" in line]
-    assert len(ours) == 3  # one per built-in hook implementation
+    assert len(ours) == 4  # one per built-in hook implementation
     hook, plugin, origin, outcome, _ = TRACE_LINE.match(ours[0]).groups()
     assert (hook, plugin, origin) == ("register_priors", "builtin_priors", f"aae-anomaly {version}")
     assert outcome == "registered priors gaussian, mixture, swiss_roll, uniform"
     assert any("register_encoders in plugin 'builtin_encoders'" in line for line in ours)
     assert any("registered datasets csv, parquet, npy, npz, sklearn" in line for line in ours)
+    assert any("registered dataset_readers csv, parquet, npy" in line for line in ours)
     manager.names("encoder")
     assert capsys.readouterr().err == "", "hooks are called once, not at every lookup"
 

@@ -8,11 +8,14 @@ DATA is a file whose format follows its suffix (``.csv`` with a header line,
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import io
 import os
 import re
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import MissingDependencyError
-from ..plugin_system.datasets import Dataset, load_dataset, parse_spec
+from ..plugin_system.datasets import Dataset, load_dataset, load_dataset_chunks, parse_spec
 from ..plugin_system.manager import get_plugin_manager
-from .atomic import atomic_path, atomic_write_bytes
+from .atomic import atomic_path
 
 DATA_SUFFIXES = (".csv", ".parquet", ".npy", ".npz")
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -51,6 +54,26 @@ def read_data(
     labels, which is then left out of the features (``y``). A table's rows come as a
     pandas DataFrame, whose columns keep their types (text, booleans, empty cells) for the
     estimator to encode; arrays come as arrays."""
+    spec, overrides = _loader_call(source, label_column, options)
+    return load_dataset(spec, **overrides)
+
+
+def read_data_chunks(
+    source: str, chunk_rows: int, label_column: str | None = None,
+    options: ReadOptions | None = None, columns: dict[str, str] | None = None,
+) -> Iterator[Dataset] | None:
+    """``source``'s rows as :func:`read_data` reads them, in chunks of at most
+    ``chunk_rows`` rows (see :func:`~aae_anomaly.plugin_system.datasets.load_dataset_chunks`
+    for ``columns``); ``None`` when its loader cannot read in chunks (.npz files, and
+    dataset plugins without a chunked reader, such as ``synthetic``)."""
+    spec, overrides = _loader_call(source, label_column, options)
+    return load_dataset_chunks(spec, chunk_rows, columns, **overrides)
+
+
+def _loader_call(
+    source: str, label_column: str | None, options: ReadOptions | None
+) -> tuple[str, dict[str, Any]]:
+    """The dataset spec and the keyword options that load ``source``."""
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix in DATA_SUFFIXES:
@@ -68,7 +91,7 @@ def read_data(
             extra["label"] = label_column
         # the built-in loaders read every format; `path` goes in as an override so a
         # comma or colon in it is not taken for spec syntax
-        return load_dataset(suffix[1:], path=str(path), **extra)
+        return suffix[1:], {"path": str(path), **extra}
     if path.is_file():
         raise ValueError(
             f"{source}: unsupported file format {path.suffix or '(no suffix)'}; "
@@ -79,7 +102,7 @@ def read_data(
         raise FileNotFoundError(f"no such file: {source}")
     if label_column:
         raise ValueError("--label-column applies to .csv and .parquet files, not dataset specs")
-    return load_dataset(source)
+    return source, {}
 
 
 def _looks_like_path(name: str) -> bool:
@@ -93,6 +116,42 @@ def read_csv_table(
     detected unless given; header names stripped of spaces and of a byte-order mark."""
     pandas = _require_pandas()
     path = Path(path)
+    dialect = csv_dialect(path, delimiter, decimal, encoding)
+    try:
+        frame = pandas.read_csv(path, **dialect.pandas_options())
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(path, dialect.encoding, exc) from None
+    except pandas.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty") from None
+    except pandas.errors.ParserError as exc:
+        raise ValueError(f"{path} is not a well-formed CSV file: {_one_line(exc)}") from None
+    frame.columns = [str(name).strip() for name in frame.columns]
+    if needs_short_line_check(frame):
+        text = path.read_text(dialect.encoding)
+        if '"' not in text:
+            check_short_lines(path, text.splitlines()[1:], 2, dialect.delimiter, len(frame.columns))
+    return frame
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How one CSV file is read: its delimiter and decimal mark, given or detected, and
+    its encoding (``utf-8-sig`` for UTF-8, so that a byte-order mark is dropped)."""
+
+    delimiter: str
+    decimal: str
+    encoding: str
+
+    def pandas_options(self) -> dict[str, Any]:
+        return {
+            "sep": self.delimiter, "decimal": self.decimal, "encoding": self.encoding,
+            "low_memory": False, "skipinitialspace": True,
+        }
+
+
+def csv_dialect(path: Path, delimiter: str = "", decimal: str = "", encoding: str = "utf-8"):
+    """The :class:`CsvDialect` of ``path``, from its first lines; ValueError for an empty
+    file, an unknown encoding or text that is not in ``encoding``."""
     encoding = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
         with path.open("rb") as handle:
@@ -105,34 +164,21 @@ def read_csv_table(
     if not sample.strip():
         raise ValueError(f"{path} is empty")
     delimiter = delimiter or sniff_delimiter(sample)
-    decimal = decimal or sniff_decimal(sample, delimiter)
-    try:
-        frame = pandas.read_csv(
-            path, sep=delimiter, decimal=decimal, encoding=encoding, low_memory=False,
-            skipinitialspace=True,
-        )
-    except UnicodeDecodeError as exc:
-        raise _encoding_error(path, encoding, exc) from None
-    except pandas.errors.EmptyDataError:
-        raise ValueError(f"{path} is empty") from None
-    except pandas.errors.ParserError as exc:
-        raise ValueError(f"{path} is not a well-formed CSV file: {_one_line(exc)}") from None
-    frame.columns = [str(name).strip() for name in frame.columns]
-    _check_short_lines(path, encoding, delimiter, frame)
-    return frame
+    return CsvDialect(delimiter, decimal or sniff_decimal(sample, delimiter), encoding)
 
 
-def _check_short_lines(path: Path, encoding: str, delimiter: str, frame) -> None:
-    """Raise for a line with fewer fields than the header, which pandas pads with
-    missing cells (a cut-off file would otherwise pass for one with empty cells). Only
-    the last column shows such padding, so files without a gap there are not reread."""
-    if frame.empty or not frame.iloc[:, -1].isna().any():
-        return
-    text = path.read_text(encoding)
-    if '"' in text:
-        return  # quoted fields may hold delimiters and line breaks; pandas' reading stands
-    width = len(frame.columns)
-    for number, line in enumerate(text.splitlines()[1:], start=2):
+def needs_short_line_check(frame) -> bool:
+    """Whether ``frame``'s lines must be looked at for lines with fewer fields than the
+    header, which pandas pads with missing cells (a cut-off file would otherwise pass for
+    one with empty cells). Only the last column shows such padding."""
+    return not frame.empty and bool(frame.iloc[:, -1].isna().any())
+
+
+def check_short_lines(path, lines, first_number: int, delimiter: str, width: int) -> None:
+    """Raise for a line of ``lines`` (numbered from ``first_number``) with fewer fields
+    than ``width``. Only for text without quotes: quoted fields may hold delimiters and
+    line breaks, and then pandas' reading stands."""
+    for number, line in enumerate(lines, start=first_number):
         fields = line.count(delimiter) + 1
         if line.strip() and fields < width:
             raise ValueError(
@@ -141,11 +187,14 @@ def _check_short_lines(path: Path, encoding: str, delimiter: str, frame) -> None
             )
 
 
-def _encoding_error(path: Path, encoding: str, exc: UnicodeDecodeError) -> ValueError:
-    name = "UTF-8" if encoding == "utf-8-sig" else encoding
+def _encoding_error(
+    path: Path, encoding: str, exc: UnicodeDecodeError, offset: int = 0
+) -> ValueError:
+    """``offset``: where in the file the bytes that ``exc`` counts in start."""
+    name = "UTF-8" if encoding in ("utf-8-sig", "utf-8") else encoding
     return ValueError(
-        f"{path} is not {name} text (byte {exc.start} cannot be read); give its encoding, "
-        "e.g. --encoding latin-1 (encoding='latin-1' in Python)"
+        f"{path} is not {name} text (byte {exc.start + offset} cannot be read); give its "
+        "encoding, e.g. --encoding latin-1 (encoding='latin-1' in Python)"
     )
 
 
@@ -275,34 +324,125 @@ def write_table(
     """Write equal-length columns to ``destination`` (format from its suffix), or as CSV to
     standard output when it is ``None`` or ``"-"``. ``keys`` (row ids, of any type) come
     first in a CSV or parquet table; an .npy file holds only the numeric ``columns``."""
-    keys = keys or {}
-    if destination in (None, STDOUT):
-        sys.stdout.write(_csv_text({**keys, **columns}))
-        sys.stdout.flush()
-        return
-    check_output_path(destination, OUTPUT_SUFFIXES)
-    path = Path(destination)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        atomic_write_bytes(path, _csv_text({**keys, **columns}).encode())
-    elif suffix == ".npy":
-        table = np.column_stack([np.asarray(v, dtype=np.float64) for v in columns.values()])
-        with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-            np.save(handle, table, allow_pickle=False)
-    else:
+    with TableWriter(destination) as writer:
+        writer.write(columns, keys)
+
+
+class TableWriter:
+    """A score table written in parts, each part's rows after the last: ``write`` as often
+    as needed inside ``with TableWriter(destination) as writer:``. The file appears,
+    atomically, when the block ends without an error; after an error nothing is left at
+    ``destination`` (a file already there stays as it was). Standard output gets the
+    table only at the end too, from a temporary file, so that a failure part-way leaves
+    no rows there either.
+
+    Written in parts or at once, a CSV or .npy file has the same bytes (a parquet file
+    the same values: its row groups follow the parts).
+    """
+
+    def __init__(self, destination: str | None):
+        if destination not in (None, STDOUT):
+            check_output_path(destination, OUTPUT_SUFFIXES)
+        self.destination = destination
+        self.rows = 0
+        self._stack = contextlib.ExitStack()
+        self._handle = None
+        self._width: int | None = None
+        self._parquet = None
+
+    def __enter__(self) -> TableWriter:
+        if self.destination in (None, STDOUT):
+            # in memory while small, on disk beyond
+            self._handle = self._stack.enter_context(
+                tempfile.SpooledTemporaryFile(1 << 24, mode="w+", newline="", encoding="utf-8")
+            )
+            self._format = ".csv"
+            return self
+        self._format = Path(self.destination).suffix.lower()
+        self._temporary = self._stack.enter_context(atomic_path(self.destination))
+        if self._format == ".csv":
+            self._handle = self._stack.enter_context(
+                open(self._temporary, "w", newline="", encoding="utf-8")
+            )
+        elif self._format == ".npy":
+            self._handle = self._stack.enter_context(open(self._temporary, "wb"))
+        return self
+
+    def write(self, columns: dict[str, np.ndarray], keys: dict | None = None) -> None:
+        keys = keys or {}
+        if self._format == ".csv":
+            self._write_csv({**keys, **columns})
+        elif self._format == ".npy":
+            self._write_npy(columns)
+        else:
+            self._write_parquet({**keys, **columns})
+        self.rows += len(next(iter(columns.values())))
+
+    def _write_csv(self, table: dict[str, np.ndarray]) -> None:
+        writer = csv.writer(self._handle, lineterminator="\n")
+        if self._width is None:
+            writer.writerow(table)
+            self._width = len(table)
+        cells = [_texts(np.asarray(values)) for values in table.values()]
+        writer.writerows(zip(*cells, strict=True))
+
+    def _write_npy(self, columns: dict[str, np.ndarray]) -> None:
+        block = np.column_stack([np.asarray(v, dtype=np.float64) for v in columns.values()])
+        if self._width is None:
+            self._width = block.shape[1]
+            self._npy_header(0)  # rewritten with the row count at the end
+        self._handle.write(block.tobytes())
+
+    def _npy_header(self, rows: int) -> None:
+        # numpy pads the header so that the row count can grow to 21 digits in place:
+        # the header for 0 rows and the final one have the same length
+        header = {"descr": "<f8", "fortran_order": False, "shape": (rows, self._width)}
+        np.lib.format.write_array_header_1_0(self._handle, header)
+
+    def _write_parquet(self, table: dict[str, np.ndarray]) -> None:
         pandas = _require_parquet_support()
-        frame = pandas.DataFrame({**keys, **columns})
-        with atomic_path(path) as temporary:
-            frame.to_parquet(temporary, index=False)
+        import pyarrow
+        import pyarrow.parquet
 
+        frame = pandas.DataFrame(table)
+        if self._parquet is None:
+            schema = pyarrow.Schema.from_pandas(frame, preserve_index=False)
+            # a key column without a value in the first part has no type yet: text
+            for i, field in enumerate(schema):
+                if pyarrow.types.is_null(field.type):
+                    schema = schema.set(i, field.with_type(pyarrow.string()))
+            self._parquet = pyarrow.parquet.ParquetWriter(self._temporary, schema)
+            self._stack.callback(self._parquet.close)  # also after an error (closing twice is fine)
+        arrow = pyarrow.Table.from_pandas(
+            frame, schema=self._parquet.schema, preserve_index=False
+        )
+        self._parquet.write_table(arrow)
 
-def _csv_text(columns: dict[str, np.ndarray]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    cells = [_texts(np.asarray(values)) for values in columns.values()]
-    writer.writerows(zip(*cells, strict=True))
-    return buffer.getvalue()
+    def __exit__(self, kind, error, traceback) -> bool:
+        try:
+            if error is None:
+                self._finish()
+        except BaseException:
+            self._stack.__exit__(*sys.exc_info())
+            raise
+        return self._stack.__exit__(kind, error, traceback)
+
+    def _finish(self) -> None:
+        if self._width is None and self._parquet is None:
+            raise RuntimeError("a TableWriter was closed before anything was written")
+        if self._format == ".npy":
+            end = self._handle.tell()
+            self._handle.seek(0)
+            self._npy_header(self.rows)
+            if self._handle.tell() != end - self.rows * self._width * 8:
+                raise RuntimeError("the .npy header changed length")  # numpy's padding changed
+            self._handle.seek(end)
+        elif self._parquet is not None:
+            self._parquet.close()
+        if self.destination in (None, STDOUT):
+            self._handle.seek(0)
+            shutil.copyfileobj(self._handle, sys.stdout)
+            sys.stdout.flush()
 
 
 def _texts(values: np.ndarray) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,3 +99,31 @@ def load_dataset(spec: str, **overrides: Any) -> Dataset:
             f"{type(dataset).__name__}, not a Dataset"
         )
     return dataset
+
+
+def load_dataset_chunks(
+    spec: str, chunk_rows: int, columns: dict[str, str] | None = None, **overrides: Any
+) -> Iterator[Dataset] | None:
+    """The dataset ``spec`` names, as chunks of at most ``chunk_rows`` rows, from the
+    chunked reader a plugin registered for it (``register_dataset_readers``); ``None`` when
+    there is none, and the dataset is to be loaded whole. ``columns``: each column's kind
+    (``numeric``, ``boolean``, ``categorical``, ``text``) when known, so that every chunk
+    parses alike."""
+    name, raw_options = parse_spec(spec)
+    manager = get_plugin_manager()
+    registration = manager.registrations("dataset_reader").get(name)
+    if registration is None:
+        return None
+    options = coerce_options(registration.factory, raw_options)
+    options.update(overrides)
+    return _checked_chunks(name, registration, registration.factory(chunk_rows, columns, **options))
+
+
+def _checked_chunks(name: str, registration, chunks) -> Iterator[Dataset]:
+    for chunk in chunks:
+        if not isinstance(chunk, Dataset):
+            raise TypeError(
+                f"dataset reader {name!r} (plugin {registration.plugin!r}) yielded "
+                f"{type(chunk).__name__}, not a Dataset"
+            )
+        yield chunk

@@ -44,3 +44,18 @@ def register_datasets(register):
     :class:`aae_anomaly.Dataset`; its keyword arguments, with type annotations,
     are the options a user can pass (``name:key=value,...`` on the command line).
     """
+
+
+@hookspec
+def register_dataset_readers(register):
+    """Register chunked readers: datasets read a bounded number of rows at a time, for
+    data larger than memory.
+
+    Call ``register(name, reader)`` for each, ``name`` being that of a dataset loader
+    (registered with :func:`register_datasets`). ``reader(chunk_rows, columns, **options)``
+    takes the loader's options and returns an iterator of :class:`aae_anomaly.Dataset`,
+    each of at most ``chunk_rows`` rows and at least one (one with no rows when there are
+    none), which put end to end are the rows the loader returns. ``columns`` is ``None``
+    or maps column names to their kind (``numeric``, ``boolean``, ``categorical``,
+    ``text``), so that a text format can parse every chunk the same way.
+    """

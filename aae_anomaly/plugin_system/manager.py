@@ -47,6 +47,7 @@ KINDS = {
     "prior": "register_priors",
     "encoder": "register_encoders",
     "dataset": "register_datasets",
+    "dataset_reader": "register_dataset_readers",
 }
 
 
@@ -161,7 +162,8 @@ class PluginManager:
 
     # -- lookups ---------------------------------------------------------------------------
     def registrations(self, kind: str) -> dict[str, Registration]:
-        """Every registration of ``kind`` ("prior", "encoder" or "dataset"), by name."""
+        """Every registration of ``kind`` ("prior", "encoder", "dataset" or
+        "dataset_reader"), by name."""
         if kind not in KINDS:
             raise ValueError(f"unknown plugin kind {kind!r}; expected one of {sorted(KINDS)}")
         if self._registries is None:

@@ -1,5 +1,6 @@
-"""Built-in dataset loaders: files (csv, npy, npz), scikit-learn's bundled data sets, and
-a synthetic generator with known anomalies."""
+"""Built-in dataset loaders: files (csv, parquet, npy, npz), scikit-learn's bundled data
+sets, and a synthetic generator with known anomalies; and chunked readers for the csv,
+parquet and npy files, which ``score`` streams."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from aae_anomaly import Dataset, hookimpl
+from aae_anomaly.io.chunks import check_chunk_rows, csv_chunks, parquet_chunks
 from aae_anomaly.io.tables import read_csv_table, read_parquet_table, split_label
 
 
@@ -47,12 +49,45 @@ def _table(frame, label: str, file: Path) -> Dataset:
     return Dataset(frame, labels, [str(c) for c in frame.columns], file.stem)
 
 
+def read_csv_chunks(
+    chunk_rows: int, columns=None, path: str = "", label: str = "", delimiter: str = "",
+    decimal: str = "", encoding: str = "utf-8",
+):
+    """``csv``'s rows, ``chunk_rows`` at a time; ``columns`` (name -> kind) parses every
+    chunk alike."""
+    file = _existing(path)
+    for frame in csv_chunks(file, chunk_rows, columns, delimiter, decimal, encoding):
+        yield _table(frame, label, file)
+
+
+def read_parquet_chunks(chunk_rows: int, columns=None, path: str = "", label: str = ""):
+    """``parquet``'s rows, ``chunk_rows`` at a time, row group by row group (a parquet
+    file's columns have their types: ``columns`` is not needed)."""
+    file = _existing(path)
+    for frame in parquet_chunks(file, chunk_rows):
+        yield _table(frame, label, file)
+
+
 def load_npy(path: str = "") -> Dataset:
     """A 2-D (rows) or 4-D (images) array saved with ``numpy.save``; no labels."""
     file = _existing(path)
     with _refusing_pickles(path):
         X = np.load(file, allow_pickle=False)
     return Dataset(_numeric(X, path), None, None, file.stem)
+
+
+def read_npy_chunks(chunk_rows: int, columns=None, path: str = ""):
+    """``npy``'s rows, ``chunk_rows`` at a time, from the file memory-mapped: only the
+    chunk being scored is read into memory."""
+    check_chunk_rows(chunk_rows)
+    file = _existing(path)
+    with _refusing_pickles(path):
+        X = _numeric(np.load(file, mmap_mode="r", allow_pickle=False), path)
+    if X.ndim == 0:
+        yield Dataset(np.array(X), None, None, file.stem)  # refused where it is used
+        return
+    for start in range(0, max(len(X), 1), chunk_rows):
+        yield Dataset(np.array(X[start : start + chunk_rows]), None, None, file.stem)
 
 
 def load_npz(path: str = "") -> Dataset:
@@ -73,7 +108,8 @@ def _refusing_pickles(path: str):
     try:
         yield
     except ValueError as exc:
-        if "allow_pickle" not in str(exc):
+        # np.load with mmap_mode says "Python objects" where it would need a pickle
+        if "allow_pickle" not in str(exc) and "Python objects" not in str(exc):
             raise
         raise ValueError(
             f"{path} holds pickled Python objects, which are never loaded because "
@@ -162,3 +198,10 @@ def register_datasets(register):
     register("npz", load_npz)
     register("sklearn", load_sklearn)
     register("synthetic", load_synthetic)
+
+
+@hookimpl
+def register_dataset_readers(register):
+    register("csv", read_csv_chunks)
+    register("parquet", read_parquet_chunks)
+    register("npy", read_npy_chunks)
