@@ -18,7 +18,15 @@ from click.core import ParameterSource
 from ..engine.model import POSTERIORS
 from ..estimators.columns import is_frame
 from ..estimators.detector import AAEDetector
-from ..io.tables import OUTPUT_SUFFIXES, check_labels, check_output_path, read_data, write_table
+from ..estimators.loading import load_model
+from ..io.tables import (
+    OUTPUT_SUFFIXES,
+    check_labels,
+    check_output_path,
+    read_data,
+    read_data_chunks,
+    write_table,
+)
 from .app import BadInput, main, user_errors
 from .fitconfig import DEFAULTS as FIT_DEFAULTS
 from .fitconfig import merge_settings, parse_options, read_config
@@ -52,6 +60,7 @@ from .options import (
     verbose_option,
 )
 from .reports import evaluate, score_table
+from .stream import DEFAULT_CHUNK_ROWS, column_kinds, score_chunks
 
 # -- fit ---------------------------------------------------------------------------------------
 PLUGIN_OPTION_FLAGS = {"prior_params": "--prior-option", "encoder_params": "--encoder-option"}
@@ -318,10 +327,10 @@ def _normal_rows(dataset, source: str):
 
 
 # -- score, evaluate -----------------------------------------------------------------------------
-def _score_rows(detector, dataset, classes):
+def _score_rows(detector, X, classes):
     with warnings.catch_warnings():
         ignore_name_warnings()
-        return score_table(detector, dataset.X, classes)
+        return score_table(detector, X, classes)
 
 
 def _id_columns(detector, dataset, given) -> list[str]:
@@ -352,11 +361,18 @@ CLASSES_HELP = (
 @click.option("--classes-column", metavar="NAME", help=CLASSES_HELP)
 @id_column_option(" The model's own id columns are copied without it.")
 @drop_column_option()
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=DEFAULT_CHUNK_ROWS,
+    help="Rows of a .csv, .parquet or .npy DATA read and scored at a time: memory grows "
+    "with it, not with the size of DATA. Other DATA is read whole.",
+)
 @table_options()
 @scoring_device_option()
 def score(
-    model, data, output, label_column, classes_column, id_columns, drop_columns, read_options,
-    device,
+    model, data, output, label_column, classes_column, id_columns, drop_columns, chunk_rows,
+    read_options, device,
 ) -> None:
     """Score every row of DATA with MODEL: one output row per input row.
 
@@ -367,6 +383,11 @@ def score(
     the score is above the model's threshold, else 0). DATA's columns are found by name.
     An .npy output is a float array of the columns from score on, in that order.
 
+    A .csv, .parquet or .npy DATA is read --chunk-rows rows at a time, each chunk scored
+    and written before the next is read, so files larger than memory can be scored; the
+    output is the same as scoring all rows at once, and appears only when every row is
+    scored (on an error, nothing is written).
+
     \b
     Example:
       aae-anomaly score model.aae new.csv -o scores.csv
@@ -374,13 +395,27 @@ def score(
     """
     with user_errors():
         check_output_path(output, OUTPUT_SUFFIXES)
-        detector, dataset, classes = load_model_and_data(
-            model, data, label_column, device, classes_column, read_options, drop_columns
+        detector = load_model(model, device=device)
+        chunks = read_data_chunks(
+            data, chunk_rows, label_column, read_options, column_kinds(detector, id_columns)
         )
+        if chunks is not None:
+            score_chunks(
+                chunks, data, output, chunk_rows,
+                lambda X, classes: _score_rows(detector, X, classes),
+                lambda dataset: _id_columns(detector, dataset, id_columns),
+                classes_column, drop_columns,
+            )
+            return
+        dataset = read_data(data, label_column, read_options)
+        classes = None
+        if classes_column:
+            dataset, classes = pop_column(dataset, data, classes_column)
+        dataset = without_columns(dataset, list(drop_columns), data)
         ids = _id_columns(detector, dataset, id_columns)
         keys = row_keys(dataset, data, ids)
         dataset = without_columns(dataset, ids, data, "--id-column")
-        write_table(_score_rows(detector, dataset, classes), output, keys)
+        write_table(_score_rows(detector, dataset.X, classes), output, keys)
 
 
 @main.command(name="evaluate")
@@ -417,5 +452,5 @@ def evaluate_command(
                 "or --label-column NAME"
             )
         labels = check_labels(dataset.y, data, len(dataset.X))
-        report = evaluate(_score_rows(detector, dataset, classes), labels, detector.offset_)
+        report = evaluate(_score_rows(detector, dataset.X, classes), labels, detector.offset_)
     click.echo(json.dumps(report.to_dict()) if as_json else report.format())

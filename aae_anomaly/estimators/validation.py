@@ -203,14 +203,20 @@ def saturated(X: np.ndarray, center: np.ndarray, scale: np.ndarray, names) -> np
     if not outside.any():
         return X
     columns = np.flatnonzero(outside.any(axis=0))
-    warnings.warn(
-        f"{int(outside.any(axis=1).sum())} rows have values more than {SATURATION:g} "
-        f"training spreads from the training data in {describe_columns(columns, names)}; "
-        "they are scored as if they were at that distance, far above the threshold",
-        ExtremeValueWarning,
-        stacklevel=4,
-    )
+    rows = int(outside.any(axis=1).sum())
+    warning = ExtremeValueWarning(extreme_values_message(rows, columns, names))
+    # what the message counts, for a caller that scores a file in parts to add up
+    warning.rows, warning.columns, warning.names = rows, columns, names
+    warnings.warn(warning, stacklevel=4)
     return np.clip(X, low.astype(X.dtype), high.astype(X.dtype))
+
+
+def extreme_values_message(rows: int, columns: np.ndarray, names) -> str:
+    return (
+        f"{rows} rows have values more than {SATURATION:g} training spreads from the "
+        f"training data in {describe_columns(columns, names)}; they are scored as if they "
+        "were at that distance, far above the threshold"
+    )
 
 
 def finite(values: np.ndarray, what: str) -> np.ndarray:
