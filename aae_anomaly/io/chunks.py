@@ -69,26 +69,33 @@ def csv_chunks(
         return
     with path.open("rb") as handle:
         header, header_lines = _record(handle, skip_blank=True)
-        header_text = _decode(path, dialect.encoding, header, 0)
-        parser = _BlockParser(path, dialect, header_text, columns)
+        _decode(path, dialect.encoding, header, 0)
+        parser = _BlockParser(path, dialect, header, columns)
         offset, line, start, parts = len(header), 1 + header_lines, 0, 0
         while True:
             lines = list(itertools.islice(handle, chunk_rows))
             if not lines and parts:
                 return
-            block = b"".join(lines)
-            quotes = block.count(b'"')
+            n_lines = len(lines)
+            # the header leads every part pandas reads; joined once, not copied again
+            data = b"".join([header, *lines])
+            del lines  # as many objects as lines: not kept while pandas reads
+            quotes = data.count(b'"') - header.count(b'"')
+            more = []
             while quotes % 2:  # a quoted field holds a line break: read on to its end
-                more = handle.readline()
-                if not more:
+                next_line = handle.readline()
+                if not next_line:
                     break  # an unclosed quote: pandas reports it
-                lines.append(more)
-                block += more
-                quotes += more.count(b'"')
-            text = _decode(path, text_encoding, block, offset)
-            frame = parser.parse(text, line, start)
-            offset, line, start = offset + len(block), line + len(lines), start + len(frame)
-            if len(frame) or not lines:
+                more.append(next_line)
+                quotes += next_line.count(b'"')
+            if more:
+                data += b"".join(more)
+                n_lines += len(more)
+            frame = parser.parse(data, len(header), offset, line, start)
+            offset += len(data) - len(header)
+            line += n_lines
+            start += len(frame)
+            if len(frame) or not n_lines:
                 parts += 1
                 yield frame
 
@@ -115,17 +122,17 @@ def _decode(path: Path, encoding: str, data: bytes, offset: int) -> str:
 
 
 class _BlockParser:
-    """pandas' reading of one part: the header line and the part's lines, with the types
-    ``columns`` gives."""
+    """pandas' reading of one part: the header line and the part's lines, as bytes (text
+    in a StringIO would take four bytes a character), with the types ``columns`` gives."""
 
-    def __init__(self, path: Path, dialect, header_text: str, columns: dict[str, str]):
+    def __init__(self, path: Path, dialect, header: bytes, columns: dict[str, str]):
         self.pandas = _require_pandas()
         self.path = path
         self.dialect = dialect
-        self.header_text = header_text
+        self.header = header
+        # the header leads every part: utf-8-sig drops a byte-order mark from it
         self.options = dialect.pandas_options()
-        del self.options["encoding"]  # the text is decoded already
-        names = self._read(header_text, {}, 1).columns  # as pandas names them (a.1 for a twin)
+        names = self._read(header, {}, 1).columns  # as pandas names them (a.1 for a twin)
         self.names = [str(name).strip() for name in names]
         self.dtypes = {
             raw: _DTYPES[columns[name]]
@@ -133,26 +140,33 @@ class _BlockParser:
             if name in columns and _DTYPES[columns[name]] is not None
         }
 
-    def parse(self, text: str, first_line: int, start: int):
+    def parse(self, data: bytes, skip: int, offset: int, first_line: int, start: int):
+        """The rows of ``data`` (the header, then ``skip`` bytes on, the part's lines),
+        indexed from ``start``; ``offset``: where the lines start in the file,
+        ``first_line``: the number of the first."""
         try:
-            frame = self._read(self.header_text + text, self.dtypes, first_line)
+            frame = self._read(data, self.dtypes, first_line)
+        except UnicodeDecodeError:
+            encoding = "utf-8" if self.dialect.encoding == "utf-8-sig" else self.dialect.encoding
+            _decode(self.path, encoding, data[skip:], offset)  # raises, naming the byte
+            raise
         except _Malformed:
             raise
         except (ValueError, TypeError):
             # a cell pandas cannot read as a number: read the part as pandas would guess
             # it, for the model's own message naming the column, row and value
             text_only = {k: v for k, v in self.dtypes.items() if v is str}
-            frame = self._read(self.header_text + text, text_only, first_line)
+            frame = self._read(data, text_only, first_line)
         frame.columns = self.names
-        if needs_short_line_check(frame) and '"' not in text:
-            lines = text.splitlines()
+        if needs_short_line_check(frame) and b'"' not in data:
+            lines = data[skip:].decode(self.dialect.encoding).splitlines()
             check_short_lines(self.path, lines, first_line, self.dialect.delimiter, len(self.names))
         frame.index = self.pandas.RangeIndex(start, start + len(frame))
         return frame
 
-    def _read(self, text: str, dtypes: dict, first_line: int):
+    def _read(self, data: bytes, dtypes: dict, first_line: int):
         try:
-            return self.pandas.read_csv(io.StringIO(text), dtype=dtypes or None, **self.options)
+            return self.pandas.read_csv(io.BytesIO(data), dtype=dtypes or None, **self.options)
         except self.pandas.errors.ParserError as exc:
             # pandas counts the lines of the part, whose line 2 is the file's first_line
             message = re.sub(
@@ -180,23 +194,12 @@ def parquet_chunks(path: str | Path, chunk_rows: int) -> Iterator:
     try:
         file = pyarrow.parquet.ParquetFile(path)
         indexes = (file.schema_arrow.pandas_metadata or {}).get("index_columns", [])
-        batches = file.iter_batches(batch_size=chunk_rows)
     except Exception as exc:  # pyarrow raises many types for a damaged file
         raise unreadable(exc) from None
     # a range index is saved as its bounds, which each part has to be placed in
     ranged = indexes[0] if len(indexes) == 1 and isinstance(indexes[0], dict) else None
-    start, parts = 0, 0
-    while True:
-        try:
-            batch = next(batches, None)
-            if batch is None and parts:
-                return
-            if batch:
-                frame = pyarrow.Table.from_batches([batch]).to_pandas()
-            else:
-                frame = file.schema_arrow.empty_table().to_pandas()
-        except Exception as exc:
-            raise unreadable(exc) from None
+    start = 0
+    for frame in _parquet_frames(file, chunk_rows, unreadable):
         if ranged is not None:
             first = ranged["start"] + ranged["step"] * start
             frame.index = pandas.RangeIndex(
@@ -205,5 +208,21 @@ def parquet_chunks(path: str | Path, chunk_rows: int) -> Iterator:
         elif not indexes:
             frame.index = pandas.RangeIndex(start, start + len(frame))
         start += len(frame)
-        parts += 1
         yield frame
+
+
+def _parquet_frames(file, chunk_rows: int, unreadable) -> Iterator:
+    """One row group read at a time (``iter_batches`` kept what it had decoded: memory
+    grew with the file), cut into parts of ``chunk_rows`` rows; at least one part."""
+    empty = True
+    for group in range(file.num_row_groups):
+        try:
+            table = file.read_row_group(group)
+        except Exception as exc:
+            raise unreadable(exc) from None
+        for first in range(0, table.num_rows, chunk_rows):
+            empty = False
+            yield table.slice(first, chunk_rows).to_pandas()
+        del table
+    if empty:
+        yield file.schema_arrow.empty_table().to_pandas()

@@ -328,6 +328,9 @@ def write_table(
         writer.write(columns, keys)
 
 
+_CSV_SLICE_ROWS = 4096
+
+
 class TableWriter:
     """A score table written in parts, each part's rows after the last: ``write`` as often
     as needed inside ``with TableWriter(destination) as writer:``. The file appears,
@@ -383,8 +386,11 @@ class TableWriter:
         if self._width is None:
             writer.writerow(table)
             self._width = len(table)
-        cells = [_texts(np.asarray(values)) for values in table.values()]
-        writer.writerows(zip(*cells, strict=True))
+        columns = [np.asarray(values) for values in table.values()]
+        # a slice at a time: the texts of a whole chunk would take ~100 bytes a cell
+        for start in range(0, len(columns[0]), _CSV_SLICE_ROWS):
+            cells = [_texts(values[start : start + _CSV_SLICE_ROWS]) for values in columns]
+            writer.writerows(zip(*cells, strict=True))
 
     def _write_npy(self, columns: dict[str, np.ndarray]) -> None:
         block = np.column_stack([np.asarray(v, dtype=np.float64) for v in columns.values()])
@@ -446,11 +452,13 @@ class TableWriter:
 
 
 def _texts(values: np.ndarray) -> list[str]:
+    # tolist() makes Python numbers in one step, several times faster than one at a time
     if values.dtype.kind == "f":
         # repr of a Python float is the shortest text that reads back to the same number
-        return [repr(float(x)) for x in values]
+        return list(map(repr, values.astype(np.float64, copy=False).tolist()))
     if values.dtype.kind in "iub":
-        return [str(int(x)) for x in values]
+        numbers = values.astype(np.int64) if values.dtype.kind == "b" else values
+        return list(map(str, numbers.tolist()))
     # ids as the table had them: text, dates; a missing one as an empty cell
     return ["" if _is_missing(x) else str(x) for x in values]
 

@@ -5,6 +5,7 @@ parquet and npy files, which ``score`` streams."""
 from __future__ import annotations
 
 import contextlib
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +87,14 @@ def read_npy_chunks(chunk_rows: int, columns=None, path: str = ""):
     if X.ndim == 0:
         yield Dataset(np.array(X), None, None, file.stem)  # refused where it is used
         return
+    mapping = getattr(X, "_mmap", None)
     for start in range(0, max(len(X), 1), chunk_rows):
-        yield Dataset(np.array(X[start : start + chunk_rows]), None, None, file.stem)
+        chunk = np.array(X[start : start + chunk_rows])
+        if mapping is not None and hasattr(mapping, "madvise"):
+            # the pages read stay in the process's resident memory until dropped (the
+            # kernel keeps them cached): without this, memory would grow with the file
+            mapping.madvise(mmap.MADV_DONTNEED)
+        yield Dataset(chunk, None, None, file.stem)
 
 
 def load_npz(path: str = "") -> Dataset:
