@@ -20,14 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .tables import (
-    _encoding_error,
-    _one_line,
-    _require_pandas,
-    _require_parquet_support,
     check_short_lines,
     csv_dialect,
+    encoding_error,
     needs_short_line_check,
+    one_line,
     read_csv_table,
+    require_pandas,
+    require_parquet_support,
 )
 
 COLUMN_KINDS = ("numeric", "boolean", "categorical", "text")
@@ -118,7 +118,7 @@ def _decode(path: Path, encoding: str, data: bytes, offset: int) -> str:
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise _encoding_error(path, encoding, exc, offset) from None
+        raise encoding_error(path, encoding, exc, offset) from None
 
 
 class _BlockParser:
@@ -126,7 +126,7 @@ class _BlockParser:
     in a StringIO would take four bytes a character), with the types ``columns`` gives."""
 
     def __init__(self, path: Path, dialect, header: bytes, columns: dict[str, str]):
-        self.pandas = _require_pandas()
+        self.pandas = require_pandas()
         self.path = path
         self.dialect = dialect
         self.header = header
@@ -170,7 +170,7 @@ class _BlockParser:
         except self.pandas.errors.ParserError as exc:
             # pandas counts the lines of the part, whose line 2 is the file's first_line
             message = re.sub(
-                r"line (\d+)", lambda m: f"line {int(m[1]) + first_line - 2}", _one_line(exc)
+                r"line (\d+)", lambda m: f"line {int(m[1]) + first_line - 2}", one_line(exc)
             )
             raise _Malformed(f"{self.path} is not a well-formed CSV file: {message}") from None
 
@@ -184,12 +184,12 @@ def parquet_chunks(path: str | Path, chunk_rows: int) -> Iterator:
     at least one part; indexed as :func:`~aae_anomaly.io.tables.read_parquet_table`
     indexes the whole table (the index pandas saved in the file, else row numbers)."""
     check_chunk_rows(chunk_rows)
-    pandas = _require_parquet_support()
+    pandas = require_parquet_support()
     import pyarrow
     import pyarrow.parquet
 
     def unreadable(exc: BaseException) -> ValueError:
-        return ValueError(f"{path} is not a readable parquet file: {_one_line(exc)}")
+        return ValueError(f"{path} is not a readable parquet file: {one_line(exc)}")
 
     try:
         file = pyarrow.parquet.ParquetFile(path)

@@ -114,17 +114,17 @@ def read_csv_table(
 ):
     """A CSV file with a header line as a pandas DataFrame, its delimiter and decimal mark
     detected unless given; header names stripped of spaces and of a byte-order mark."""
-    pandas = _require_pandas()
+    pandas = require_pandas()
     path = Path(path)
     dialect = csv_dialect(path, delimiter, decimal, encoding)
     try:
         frame = pandas.read_csv(path, **dialect.pandas_options())
     except UnicodeDecodeError as exc:
-        raise _encoding_error(path, dialect.encoding, exc) from None
+        raise encoding_error(path, dialect.encoding, exc) from None
     except pandas.errors.EmptyDataError:
         raise ValueError(f"{path} is empty") from None
     except pandas.errors.ParserError as exc:
-        raise ValueError(f"{path} is not a well-formed CSV file: {_one_line(exc)}") from None
+        raise ValueError(f"{path} is not a well-formed CSV file: {one_line(exc)}") from None
     frame.columns = [str(name).strip() for name in frame.columns]
     if needs_short_line_check(frame):
         text = path.read_text(dialect.encoding)
@@ -160,7 +160,7 @@ def csv_dialect(path: Path, delimiter: str = "", decimal: str = "", encoding: st
     except LookupError:
         raise ValueError(f"unknown text encoding {encoding!r}") from None
     except UnicodeDecodeError as exc:
-        raise _encoding_error(path, encoding, exc) from None
+        raise encoding_error(path, encoding, exc) from None
     if not sample.strip():
         raise ValueError(f"{path} is empty")
     delimiter = delimiter or sniff_delimiter(sample)
@@ -187,7 +187,7 @@ def check_short_lines(path, lines, first_number: int, delimiter: str, width: int
             )
 
 
-def _encoding_error(
+def encoding_error(
     path: Path, encoding: str, exc: UnicodeDecodeError, offset: int = 0
 ) -> ValueError:
     """``offset``: where in the file the bytes that ``exc`` counts in start."""
@@ -198,7 +198,7 @@ def _encoding_error(
     )
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
@@ -239,11 +239,11 @@ def sniff_decimal(sample: str, delimiter: str) -> str:
 
 def read_parquet_table(path: str | Path):
     """A parquet file as a pandas DataFrame."""
-    pandas = _require_parquet_support()
+    pandas = require_parquet_support()
     try:
         return pandas.read_parquet(path)
     except Exception as exc:  # pyarrow raises many types for a damaged file
-        raise ValueError(f"{path} is not a readable parquet file: {_one_line(exc)}") from None
+        raise ValueError(f"{path} is not a readable parquet file: {one_line(exc)}") from None
 
 
 def split_label(frame, label: str, path) -> tuple[Any, np.ndarray]:
@@ -256,7 +256,7 @@ def split_label(frame, label: str, path) -> tuple[Any, np.ndarray]:
     return frame.drop(columns=[label]), values
 
 
-def _require_pandas():
+def require_pandas():
     try:
         import pandas
     except ImportError:  # pragma: no cover - pandas is a dependency
@@ -264,8 +264,8 @@ def _require_pandas():
     return pandas
 
 
-def _require_parquet_support():
-    pandas = _require_pandas()
+def require_parquet_support():
+    pandas = require_pandas()
     try:
         import pyarrow  # noqa: F401  (pandas needs it for parquet; fail here, clearly)
     except ImportError:
@@ -406,7 +406,7 @@ class TableWriter:
         np.lib.format.write_array_header_1_0(self._handle, header)
 
     def _write_parquet(self, table: dict[str, np.ndarray]) -> None:
-        pandas = _require_parquet_support()
+        pandas = require_parquet_support()
         import pyarrow
         import pyarrow.parquet
 
