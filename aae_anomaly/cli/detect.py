@@ -104,8 +104,8 @@ def _given(ctx: click.Context, name: str) -> bool:
 @_setting(
     "--input-shape",
     Shape(),
-    "Per-row shape of image rows, e.g. 1,28,28 for flat 784-column digits: such rows get "
-    "the image scaling (shared) under --scaling auto.",
+    "Per-row shape of image rows, C,H,W, e.g. 1,28,28 (or 28,28) for flat 784-column "
+    "digits: such rows get the image scaling (shared) under --scaling auto.",
 )
 @id_column_option(" Kept in the model: `score` copies it too.")
 @drop_column_option(" Kept in the model: `score` leaves it out too.")

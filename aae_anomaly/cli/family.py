@@ -8,7 +8,9 @@ import warnings
 import click
 import numpy as np
 
+from ..estimators.columns import is_frame
 from ..estimators.family import AAEClassifier, AAEClustering, SupervisedAAE
+from ..estimators.labels import label_dtype, unlabelled_rows
 from ..io.tables import check_output_path, read_data, write_table
 from .app import main, user_errors
 from .fitconfig import DEFAULTS as FIT_DEFAULTS
@@ -140,6 +142,19 @@ def _class_labels(dataset, source: str) -> np.ndarray:
 
     text = [None if pandas.isna(v) else str(v).strip() for v in labels]
     return np.array([-1 if v in (None, "", "-1") else v for v in text], dtype=object)
+
+
+def _labelled_only(X, labels: np.ndarray, source: str):
+    """The rows that have a class, their classes and how many rows were left out: the
+    supervised AAE learns from labelled rows only."""
+    unlabelled = unlabelled_rows(labels)
+    if unlabelled.all():
+        raise ValueError(f"{source} has no labelled rows (every class is -1 or empty)")
+    if not unlabelled.any():
+        return X, labels, 0
+    kept = ~unlabelled
+    rows = X[kept] if not is_frame(X) else X.loc[kept]
+    return rows, labels[kept].astype(label_dtype(labels[kept])), int(unlabelled.sum())
 
 
 def _rows_to_label(predict: str | None, reading: dict):
@@ -285,7 +300,7 @@ def generate(data, output, label_column, class_, n_samples, **options) -> None:
     with user_errors():
         check_output_path(output)
         dataset, _ = _read(data, reading, label_column)
-        labels = _class_labels(dataset, data)
+        X, labels, left_out = _labelled_only(dataset.X, _class_labels(dataset, data), data)
         known = {str(v): v for v in labels.tolist()}
         unknown = [k for k in class_ if k not in known]
         if unknown:  # before the fit, not after it
@@ -293,7 +308,7 @@ def generate(data, output, label_column, class_, n_samples, **options) -> None:
                 f"--class {unknown[0]} is not a class of {data}; its classes: "
                 f"{', '.join(sorted(known))}"
             )
-        model = SupervisedAAE(**settings).fit(dataset.X, labels)
+        model = SupervisedAAE(**settings).fit(X, labels)
         chosen = [known[k] for k in class_] if class_ else list(model.classes_)
         wanted = np.repeat(np.asarray(chosen, dtype=model.classes_.dtype), n_samples)
         samples = model.sample(len(wanted), y=wanted, random_state=settings["random_state"])
@@ -305,8 +320,9 @@ def generate(data, output, label_column, class_, n_samples, **options) -> None:
         table["class"] = wanted
         write_table(table, output)
     if not quiet:
+        unlabelled = f" (leaving out {left_out} unlabelled)" if left_out else ""
         click.echo(
-            f"fitted on {len(labels)} rows of classes {model.classes_.tolist()}; wrote "
-            f"{len(wanted)} samples",
+            f"fitted on {len(labels)} rows{unlabelled} of classes {model.classes_.tolist()}; "
+            f"wrote {len(wanted)} samples",
             err=True,
         )

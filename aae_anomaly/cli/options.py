@@ -41,7 +41,8 @@ class AutoOr(click.ParamType):
 
 
 class Shape(click.ParamType):
-    """A per-sample shape such as ``1,28,28`` (or ``1x28x28``)."""
+    """A per-sample shape such as ``1,28,28`` (or ``1x28x28``); ``H,W`` is one channel,
+    ``1,H,W``."""
 
     name = "C,H,W"
 
@@ -55,7 +56,7 @@ class Shape(click.ParamType):
             shape = ()
         if not shape or any(s < 1 for s in shape):
             self.fail(f"{value!r} is not a shape of positive integers, e.g. 1,28,28", param, ctx)
-        return shape
+        return (1, *shape) if len(shape) == 2 else shape
 
 
 # -- reading DATA: every command that reads a table ---------------------------------------------
