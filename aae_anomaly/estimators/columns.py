@@ -457,7 +457,7 @@ def _encode_column(column: Column, series, missing: str, index) -> np.ndarray:
 
         text = series.astype(str).to_numpy(dtype=object)
         text[mask] = column.fill
-        codes = pandas.Categorical(text, categories=column.categories).codes.astype(np.int64)
+        codes = pandas.Index(column.categories).get_indexer(text).astype(np.int64)
         codes[codes < 0] = len(column.categories)  # never seen in training: "other"
         encoded = np.zeros((len(text), column.width))
         encoded[np.arange(len(text)), codes] = 1.0
