@@ -210,7 +210,8 @@ class TableSchema:
             raise ValueError(
                 f"X has column{'s' if len(extra) > 1 else ''} "
                 f"{', '.join(map(repr, extra[:5]))} that the model was not fitted on; leave "
-                "them out (drop_columns, --drop-column) or fit on a table that has them"
+                f"{'them' if len(extra) > 1 else 'it'} out (drop_columns, --drop-column) or fit "
+                "on a table that has them"
             )
         return [frame.iloc[:, position[c.name]] for c in self.columns]
 
@@ -350,8 +351,8 @@ def _kind_of_values(label: str, series, present) -> str:
         bad = present[parsed.isna()]
         raise ValueError(
             f"column {label}: {bad.iloc[0]!r} in row {bad.index[0]} is not a number, "
-            f"while {parsed.notna().mean():.0%} of the column are; correct it, or leave "
-            "the cell empty to mark it missing"
+            f"while {int(parsed.notna().sum()):,} of its {len(present):,} cells are; "
+            "correct it, or leave the cell empty to mark it missing"
         )
     return "categorical"
 
