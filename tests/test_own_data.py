@@ -227,7 +227,7 @@ def test_a_dropped_column_is_not_a_feature(months, tmp_path):
     names = aae_anomaly.load(model).schema_.names
     assert names == ["city", "amount", "member"]
     assert_bad_input(run("fit", months / "jan.csv", "-o", model, "--drop-column", "itmes"),
-                     "no column 'itmes' to leave out")  # fmt: skip
+                     "no column 'itmes' (drop_columns, --drop-column)")  # fmt: skip
 
 
 # -- files -------------------------------------------------------------------------------------
