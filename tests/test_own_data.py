@@ -401,3 +401,14 @@ def test_a_tampered_schema_is_refused(tmp_path, change):
     save_file(tensors, tmp_path / "bad.aae", metadata={METADATA_KEY: json.dumps(document)})
     with pytest.raises(aae_anomaly.ModelFileError, match="columns"):
         aae_anomaly.load(tmp_path / "bad.aae")
+
+
+def test_columns_and_missing_cells_can_be_set_in_a_config_file(months, tmp_path):
+    config = tmp_path / "settings.toml"
+    config.write_text('id_columns = ["order id", "created"]\nmissing = "impute"\nepochs = 2\n')
+    model = tmp_path / "m.aae"
+    result = run("fit", months / "jan.csv", "-o", model, "--config", config, "-q")
+    assert result.exit_code == 0, result.output
+    detector = aae_anomaly.load(model)
+    assert detector.schema_.ignored == ["order id", "created"]
+    assert detector.schema_.missing == "impute"

@@ -187,6 +187,7 @@ def fit(
           --prior-option n_components=5 --epochs 100
       aae-anomaly fit synthetic:n=2000 -o model.aae --config settings.toml
       aae-anomaly fit big.csv -o model.aae --checkpoint ckpt/ [--resume]
+      aae-anomaly fit orders.csv -o model.aae --id-column "order id" --missing impute
     """
     if resume and not checkpoint_dir:
         raise BadInput("--resume needs --checkpoint DIR, the directory to resume from")
