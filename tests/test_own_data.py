@@ -412,3 +412,21 @@ def test_columns_and_missing_cells_can_be_set_in_a_config_file(months, tmp_path)
     detector = aae_anomaly.load(model)
     assert detector.schema_.ignored == ["order id", "created"]
     assert detector.schema_.missing == "impute"
+
+
+def test_numbers_with_thousands_separators_are_not_taken_for_categories(tmp_path):
+    amounts = [f'"{v:,.2f}"' for v in np.linspace(300.0, 9000.0, 40)]
+    (tmp_path / "t.csv").write_text("amount,n\n" + "".join(f"{a},{i}\n" for i, a in
+                                                          enumerate(amounts)))  # fmt: skip
+    assert_bad_input(run("fit", tmp_path / "t.csv", "-o", tmp_path / "m.aae", "-q"),
+                     "column 'amount' holds numbers written as text", "--thousands")  # fmt: skip
+    result = run("fit", tmp_path / "t.csv", "-o", tmp_path / "m.aae", "--thousands", ",",
+                 "--drop-column", "n", *FAST_CLI)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert aae_anomaly.load(tmp_path / "m.aae").schema_.columns[0].kind == "numeric"
+
+
+def test_a_header_that_names_a_column_twice_is_refused(tmp_path):
+    (tmp_path / "t.csv").write_text("a,b,a\n1,2,3\n4,5,6\n")
+    assert_bad_input(run("fit", tmp_path / "t.csv", "-o", tmp_path / "m.aae"),
+                     "the header names column 'a' twice")  # fmt: skip

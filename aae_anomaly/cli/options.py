@@ -92,12 +92,17 @@ def table_options():
         click.option(
             "--encoding", default="utf-8", help="Text encoding of a CSV DATA (a BOM is dropped)."
         ),
+        click.option(
+            "--thousands",
+            type=click.Choice((",", ".", " ", "'")),
+            help="Thousands separator of numbers in a CSV DATA, as in 1,234.5 (default: none).",
+        ),
     ]
 
     def decorate(command):
         @functools.wraps(command)
-        def wrapper(*args, delimiter, decimal, encoding, **kwargs):
-            read_options = ReadOptions(delimiter, decimal, encoding)
+        def wrapper(*args, delimiter, decimal, encoding, thousands, **kwargs):
+            read_options = ReadOptions(delimiter, decimal, encoding, thousands)
             return command(*args, read_options=read_options, **kwargs)
 
         for option in reversed(options):

@@ -32,6 +32,9 @@ OTHER = "<other>"
 _TRUE, _FALSE = {"true"}, {"false"}
 # Dates and times as databases and spreadsheets export them: 2024-01-31, 2024-01-31
 # 12:00:00(.123)(+01:00), 31/01/2024 (12:00), 12:00:00.
+# 1,234.5  1.234,5  1 234  1'234  12,5: numbers that pandas leaves as text unless told the
+# separators
+_GROUPED_NUMBER = re.compile(r"^[+-]?\d{1,3}([,.' \u00a0]\d{3})+([.,]\d+)?$|^[+-]?\d+,\d+$")
 _TIMESTAMP = re.compile(
     r"^\s*(\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?"
     r"|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}( \d{1,2}:\d{2}(:\d{2})?)?"
@@ -353,6 +356,15 @@ def _kind_of_values(label: str, series, present) -> str:
             f"column {label}: {bad.iloc[0]!r} in row {bad.index[0]} is not a number, "
             f"while {int(parsed.notna().sum()):,} of its {len(present):,} cells are; "
             "correct it, or leave the cell empty to mark it missing"
+        )
+    grouped = text.str.match(_GROUPED_NUMBER).to_numpy(dtype=bool)
+    plain = pandas.to_numeric(text, errors="coerce").notna().to_numpy()
+    if grouped.any() and (grouped | plain).mean() >= 0.9:
+        raise ValueError(
+            f"column {label} holds numbers written as text with a thousands separator or "
+            f"a decimal comma (e.g. {text[grouped].iloc[0]!r}), which "
+            "would be taken for categories; read them as numbers: --thousands and --decimal "
+            "on the command line, thousands= and decimal= of pandas.read_csv"
         )
     return "categorical"
 

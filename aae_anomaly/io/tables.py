@@ -43,6 +43,7 @@ class ReadOptions:
     delimiter: str | None = None
     decimal: str | None = None
     encoding: str = "utf-8"
+    thousands: str | None = None
 
 
 def read_data(
@@ -62,7 +63,7 @@ def read_data(
         if suffix == ".csv":
             options = options or ReadOptions()
             extra = {"delimiter": options.delimiter or "", "decimal": options.decimal or "",
-                     "encoding": options.encoding}
+                     "encoding": options.encoding, "thousands": options.thousands or ""}
         else:
             extra = {}
         if label_column:
@@ -88,10 +89,13 @@ def _looks_like_path(name: str) -> bool:
 
 
 def read_csv_table(
-    path: str | Path, delimiter: str = "", decimal: str = "", encoding: str = "utf-8"
+    path: str | Path, delimiter: str = "", decimal: str = "", encoding: str = "utf-8",
+    thousands: str = "",
 ):
     """A CSV file with a header line as a pandas DataFrame, its delimiter and decimal mark
-    detected unless given; header names stripped of spaces and of a byte-order mark."""
+    detected unless given; header names stripped of spaces and of a byte-order mark.
+    ``thousands``: the thousands separator of numbers such as ``1,234.5`` (none by
+    default: such cells stay text, and the model's schema names the column)."""
     pandas = _require_pandas()
     path = Path(path)
     encoding = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
@@ -107,6 +111,7 @@ def read_csv_table(
         raise ValueError(f"{path} is empty")
     delimiter = delimiter or sniff_delimiter(sample)
     decimal = decimal or sniff_decimal(sample, delimiter)
+    _check_header(path, sample, delimiter)
     try:
         with warnings.catch_warnings():
             # pandas parses a long file in blocks, and a column whose blocks parse to
@@ -115,7 +120,8 @@ def read_csv_table(
             # stray cell itself. (low_memory=False would avoid it at 2.5x the time.)
             warnings.simplefilter("ignore", pandas.errors.DtypeWarning)
             frame = pandas.read_csv(
-                path, sep=delimiter, decimal=decimal, encoding=encoding, skipinitialspace=True
+                path, sep=delimiter, decimal=decimal, encoding=encoding, skipinitialspace=True,
+                thousands=thousands or None,
             )
     except UnicodeDecodeError as exc:
         raise _encoding_error(path, encoding, exc) from None
@@ -145,6 +151,18 @@ def _check_short_lines(path: Path, encoding: str, delimiter: str, frame) -> None
                 f"{path} is not a well-formed CSV file: line {number} has {fields} "
                 f"field{'s' if fields != 1 else ''} where the header has {width}"
             )
+
+
+def _check_header(path: Path, sample: str, delimiter: str) -> None:
+    """Raise for a column name that repeats, which pandas would rename silently (``a``,
+    ``a.1``), and for an empty header line."""
+    header = next(csv.reader(sample.splitlines()[:1], delimiter=delimiter), [])
+    names = [name.strip().lstrip("\ufeff") for name in header]
+    seen = set()
+    for name in names:
+        if name and name in seen:
+            raise ValueError(f"{path}: the header names column {name!r} twice; rename one")
+        seen.add(name)
 
 
 def _encoding_error(path: Path, encoding: str, exc: UnicodeDecodeError) -> ValueError:
