@@ -52,6 +52,7 @@ from .options import (
     verbose_option,
 )
 from .reports import evaluate, score_table
+from .torchrun import torchrun_processes
 
 # -- fit ---------------------------------------------------------------------------------------
 PLUGIN_OPTION_FLAGS = {"prior_params": "--prior-option", "encoder_params": "--encoder-option"}
@@ -192,7 +193,7 @@ def fit(
     if resume and not checkpoint_dir:
         raise BadInput("--resume needs --checkpoint DIR, the directory to resume from")
     started = time.perf_counter()
-    with user_errors(), _interruptible(output, checkpoint_dir):
+    with user_errors(), _interruptible(output, checkpoint_dir), contextlib.ExitStack() as exits:
         check_output_path(output)  # before the work, not after it
         explicit = {name: value for name, value in options.items() if _given(ctx, name)}
         for name, flag in PLUGIN_OPTION_FLAGS.items():
@@ -203,6 +204,9 @@ def fit(
                 explicit[name] = list(explicit[name])
         config = read_config(config_file) if config_file else {}
         settings = merge_settings(config, explicit)
+        group = exits.enter_context(torchrun_processes(settings))
+        if group is not None and not group.is_main:
+            quiet = True  # rank 0 speaks for the job
 
         dataset = read_data(data, label_column, read_options)
         if (settings["id_columns"] or settings["drop_columns"]) and not is_frame(dataset.X):
@@ -232,12 +236,14 @@ def fit(
             checkpoint_dir=checkpoint_dir,
             resume=resume,
         )
-        detector.save(output)
+        if group is None or group.is_main:
+            detector.save(output)
     if not quiet:
+        processes = f" in {group.world_size} processes" if group is not None else ""
         click.echo(
             f"saved {output}: {detector.prior} prior, {detector.encoder} encoder, "
-            f"{n_trained} rows, {detector.n_features_in_} columns, {detector.epochs} epochs, "
-            f"threshold score > {-detector.offset_:.4g}; took "
+            f"{n_trained} rows, {detector.n_features_in_} columns, {detector.epochs} epochs"
+            f"{processes}, threshold score > {-detector.offset_:.4g}; took "
             f"{time.perf_counter() - started:.1f} s",
             err=True,
         )

@@ -150,7 +150,8 @@ def format_model(header: ModelHeader) -> str:
             for name in calibration["center"]
         ),
         f"training       {len(next(iter(history.values()), []))} epochs, "
-        f"batch size {params['batch_size']}, seed {params['random_state']}",
+        f"batch size {params['batch_size']}, seed {params['random_state']}"
+        + _distributed_text(doc.get("distributed")),
         f"final losses   {final or '(none)'}",
     ]
     known = [t for t in header.tensors if t.name == "anomaly_reference"]
@@ -209,3 +210,9 @@ def format_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in lines
     )
+
+
+def _distributed_text(distributed: dict | None) -> str:
+    if not distributed:
+        return ""
+    return f", world size {distributed['world_size']} ({distributed['backend']})"

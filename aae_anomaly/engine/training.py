@@ -34,6 +34,7 @@ from torch import nn
 from ..errors import TrainingDivergedError, TrainingWarning
 from ..plugin_system.priors import Prior
 from .adam_step import AdamStep
+from .distributed import ProcessGroup
 from .model import AAEModule, mean_reconstruction_error
 
 HISTORY_KEYS = ("reconstruction", "discriminator", "generator", "discriminator_accuracy")
@@ -106,6 +107,9 @@ class EpochTrainer:
     optimizers: dict[str, torch.optim.Optimizer]
     discriminator_params: list[nn.Parameter]
 
+    # the processes this fit trains with (see :mod:`.distributed`); None for one process
+    group: ProcessGroup | None = None
+
     def _start(self, history_keys: tuple[str, ...]) -> None:
         """``history_keys``: the names of :meth:`run_epoch`'s metrics, in order."""
         self.epoch = 0  # epochs completed
@@ -128,7 +132,12 @@ class EpochTrainer:
             # a last step can leave NaN weights behind finite losses: check them too, in
             # the same one host round trip of the epoch
             finite = torch.stack([p.isfinite().all() for p in self.module.parameters()]).all()
-            values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)]).tolist()
+            values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)])
+            if self.group is not None:
+                # every rank's shard has n rows: the mean of the means is the epoch's mean,
+                # and the flag stays 1 only where every rank's weights are finite
+                values = self.group.average(values.cpu())
+            values = values.tolist()
         metrics = dict(zip(self.history_keys, values[:-1], strict=True))
         return metrics, values[-1] == 1.0
 
@@ -185,7 +194,10 @@ class EpochTrainer:
         """A lean step per optimizer, built from the optimizers' current state: called at
         the start of each epoch, since a rollback or a resumed checkpoint may have replaced
         that state."""
-        return {name: AdamStep(optimizer) for name, optimizer in self.optimizers.items()}
+        before_step = None if self.group is None else self.group.average_gradients
+        return {
+            name: AdamStep(optimizer, before_step) for name, optimizer in self.optimizers.items()
+        }
 
     # -- the whole fit ---------------------------------------------------------------------
     def fit(self, on_epoch_end: EpochCallback | None = None) -> dict[str, list[float]]:

@@ -11,6 +11,7 @@ score's normalization and threshold), :mod:`aae_anomaly.scoring` (the components
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ..engine.distributed import current_group, rank_seed
 from ..engine.inference import encode_rows, inference_ready, inference_threads
 from ..engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
 from ..engine.training import Trainer
@@ -241,8 +243,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         )
         train_rows = X[train_index]
         train_classes = None if class_index is None else class_index[train_index]
+        group = current_group()
         checkpoint = fitting.open_checkpoint(
-            self, checkpoint_dir, train_rows, resume, train_classes
+            self, checkpoint_dir, train_rows, resume, train_classes, group
         )
         architecture, input_shape = architecture_and_input_shape(self, image_shape, X.shape[1])
         self.latent_dim_ = resolved_latent_dim(self.latent_dim, X.shape[1])
@@ -257,10 +260,21 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         with seeded(seed, device) as generator, flush_denormals():
             module = self._build(architecture, input_shape, train_rows, reference, known_anomalies)
             module = module.to(device)
+            if group is not None:
+                # every rank has every row and builds the same networks; it trains on its
+                # own shard and draws its own samples (see engine.distributed)
+                group.broadcast_module(module)
+                generator.manual_seed(rank_seed(seed, group.rank))
+                shard = group.shard(len(train_rows))
+                train_rows = train_rows[shard]
+                train_classes = None if train_classes is None else train_classes[shard]
             self.history_ = self._train(
                 module, prior, train_rows, train_classes, generator, checkpoint,
-                reference, known_anomalies,
+                reference, known_anomalies, group,
             )
+            self.__dict__.pop("distributed_", None)
+            if group is not None:
+                self.distributed_ = group.describe()
             self.module_, self.prior_, self.device_ = module, prior, device
             self.input_shape_ = input_shape
             self._calibrate(X, X[calibration_index])
@@ -279,7 +293,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
 
     def _train(
         self, module, prior, train_rows, train_classes, generator, checkpoint, reference,
-        known_anomalies,
+        known_anomalies, group=None,
     ) -> dict[str, list[float]]:
         """Train ``module``, then fill its reference sets: the (code, residual) coordinates
         of the ``reference`` normal rows and of the known anomalies."""
@@ -289,10 +303,18 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         if train_classes is not None:
             row_classes = torch.as_tensor(train_classes, device=device)
         with compute_threads(module, device) as workers:
-            trainer = Trainer(
-                module, prior, rows, training_config(self), generator, row_classes
-            )
-            history = fitting.train(self, trainer, checkpoint)
+            config = training_config(self)
+            if group is not None:
+                # the ranks' batches together make one batch of batch_size rows, so a
+                # step averages as many rows as in a fit on one process
+                config = dataclasses.replace(
+                    config, batch_size=-(-config.batch_size // group.world_size)
+                )
+            trainer = Trainer(module, prior, rows, config, generator, row_classes)
+            trainer.group = group
+            history = fitting.train(self, trainer, checkpoint, show=group is None or group.is_main)
+            if group is not None:
+                group.check_same_weights(module)
             del rows, trainer
             for buffer, kept in ((module.reference, reference),
                                  (module.anomaly_reference, known_anomalies)):

@@ -29,6 +29,7 @@ from ..engine.categorical import (
     decode_categorical,
     encode_categorical,
 )
+from ..engine.distributed import current_group
 from ..engine.inference import inference_threads
 from ..engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
 from .building import architecture_and_input_shape, training_config
@@ -85,6 +86,11 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
         architecture, input_shape = architecture_and_input_shape(self, image_shape, X.shape[1])
         infers = self._infers_category
         code_size = self.style_dim + (n_categories if infers else 0)
+        if current_group() is not None:
+            raise ValueError(
+                f"{type(self).__name__} trains in one process; distributed training "
+                "(torchrun) is for AAEDetector (aae-anomaly fit)"
+            )
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         device = resolve_device(self.device)

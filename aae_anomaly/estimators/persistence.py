@@ -81,6 +81,10 @@ def _describe(detector) -> dict[str, Any]:
     }
     if normal_classes is not None:
         document["normal_classes"] = normal_classes.tolist()
+    distributed = getattr(detector, "distributed_", None)
+    if distributed is not None:
+        # optional, like every field that only describes: readers that predate it skip it
+        document["distributed"] = dict(distributed)
     if version == 3:
         document["columns"] = schema.to_dict()
     return document
@@ -171,6 +175,7 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
         feature_names=document["feature_names_in"],
         normal_classes=normal_classes,
         schema=_schema(path, document),
+        distributed=document.get("distributed"),
     )
 
 
@@ -313,8 +318,12 @@ def _restore_fitted_state(
     feature_names: list[str] | None = None,
     normal_classes: list | None = None,
     schema: TableSchema | None = None,
+    distributed: dict | None = None,
 ):
     """Set the learned attributes a fit sets, from stored state."""
+    detector.__dict__.pop("distributed_", None)
+    if distributed is not None:
+        detector.distributed_ = dict(distributed)
     if normal_classes is not None:
         detector.normal_classes_ = np.asarray(normal_classes)
     detector.module_ = module.to(device).eval()
@@ -403,6 +412,15 @@ def check_detector_document(path, document: Any, known_params: set[str]) -> None
         and classes == sorted(classes)
     ):
         raise fail("normal_classes", "a sorted list of distinct integers or strings")
+    distributed = document.get("distributed")
+    if distributed is not None and not (
+        isinstance(distributed, dict)
+        and set(distributed) == {"world_size", "backend"}
+        and isinstance(distributed["world_size"], int)
+        and distributed["world_size"] >= 2
+        and isinstance(distributed["backend"], str)
+    ):
+        raise fail("distributed", "absent, or an object with world_size (2 or more) and backend")
     if not is_number(document.get("offset")):
         raise fail("offset", "a number")
     history = document.get("history")
