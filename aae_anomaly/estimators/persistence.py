@@ -83,6 +83,10 @@ def _describe(detector) -> dict[str, Any]:
         document["normal_classes"] = normal_classes.tolist()
     if version == 3:
         document["columns"] = schema.to_dict()
+    value_range = getattr(detector, "input_range_", None)
+    if value_range is not None:
+        # optional: readers that predate it ignore it, so the format version stays
+        document["input_range"] = {"low": value_range[0].tolist(), "high": value_range[1].tolist()}
     return document
 
 
@@ -159,7 +163,7 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
         resolved = resolve_device(device)
     except ValueError as exc:
         raise ModelFileError(f"cannot load {path}: {exc}") from None
-    return _restore_fitted_state(
+    restored = _restore_fitted_state(
         detector,
         module=module,
         prior=prior,
@@ -172,6 +176,10 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
         normal_classes=normal_classes,
         schema=_schema(path, document),
     )
+    value_range = document.get("input_range")
+    if value_range is not None:
+        restored.input_range_ = np.array([value_range["low"], value_range["high"]], dtype=float)
+    return restored
 
 
 def _schema(path, document: dict[str, Any]) -> TableSchema | None:
@@ -403,6 +411,24 @@ def check_detector_document(path, document: Any, known_params: set[str]) -> None
         and classes == sorted(classes)
     ):
         raise fail("normal_classes", "a sorted list of distinct integers or strings")
+    value_range = document.get("input_range")
+    if value_range is not None and not (
+        len(shape) > 1
+        and isinstance(value_range, dict)
+        and set(value_range) == {"low", "high"}
+        and all(
+            isinstance(value_range[k], list)
+            and len(value_range[k]) == shape[0]
+            and all(is_number(v) for v in value_range[k])
+            for k in ("low", "high")
+        )
+        and all(lo <= hi for lo, hi in zip(value_range["low"], value_range["high"], strict=True))
+    ):
+        raise fail(
+            "input_range",
+            f"absent, or for an image model an object of {shape[0]} smallest (low) and "
+            "largest (high) training values, one per channel",
+        )
     if not is_number(document.get("offset")):
         raise fail("offset", "a number")
     history = document.get("history")
