@@ -33,7 +33,7 @@ from .building import (
     resolved_latent_dim,
     training_config,
 )
-from .scaling import input_scaling, scaling_groups
+from .scaling import channel_range, input_scaling, scaling_groups
 from .validation import check_detector_params, check_int, finite, scoring_rows, training_rows
 
 
@@ -139,6 +139,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         Only when ``X`` was a DataFrame or ``missing="impute"``: each column's kind
         (numeric, boolean, categorical with its categories), the values missing cells
         take, and the columns left out (see :mod:`aae_anomaly.estimators.columns`).
+    input_range_ : ndarray of shape (2, channels)
+        Only for image models (an input shape of several dimensions): the smallest and
+        largest training value of each channel, the grey scale of pictures of samples.
     normal_classes_ : ndarray
         Only after ``fit(X, classes=...)``: the classes of normal data, sorted; class
         ``normal_classes_[k]`` has the prior's ``k``-th region.
@@ -277,6 +280,10 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 self.distributed_ = group.describe()
             self.module_, self.prior_, self.device_ = module, prior, device
             self.input_shape_ = input_shape
+            self.__dict__.pop("input_range_", None)
+            value_range = channel_range(train_rows, input_shape)
+            if value_range is not None:
+                self.input_range_ = value_range
             self._calibrate(X, X[calibration_index])
         return self
 

@@ -87,6 +87,10 @@ def _describe(detector) -> dict[str, Any]:
         document["distributed"] = dict(distributed)
     if version == 3:
         document["columns"] = schema.to_dict()
+    value_range = getattr(detector, "input_range_", None)
+    if value_range is not None:
+        # optional: readers that predate it ignore it, so the format version stays
+        document["input_range"] = {"low": value_range[0].tolist(), "high": value_range[1].tolist()}
     return document
 
 
@@ -163,7 +167,7 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
         resolved = resolve_device(device)
     except ValueError as exc:
         raise ModelFileError(f"cannot load {path}: {exc}") from None
-    return _restore_fitted_state(
+    restored = _restore_fitted_state(
         detector,
         module=module,
         prior=prior,
@@ -177,6 +181,10 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
         schema=_schema(path, document),
         distributed=document.get("distributed"),
     )
+    value_range = document.get("input_range")
+    if value_range is not None:
+        restored.input_range_ = np.array([value_range["low"], value_range["high"]], dtype=float)
+    return restored
 
 
 def _schema(path, document: dict[str, Any]) -> TableSchema | None:
@@ -421,6 +429,24 @@ def check_detector_document(path, document: Any, known_params: set[str]) -> None
         and isinstance(distributed["backend"], str)
     ):
         raise fail("distributed", "absent, or an object with world_size (2 or more) and backend")
+    value_range = document.get("input_range")
+    if value_range is not None and not (
+        len(shape) > 1
+        and isinstance(value_range, dict)
+        and set(value_range) == {"low", "high"}
+        and all(
+            isinstance(value_range[k], list)
+            and len(value_range[k]) == shape[0]
+            and all(is_number(v) for v in value_range[k])
+            for k in ("low", "high")
+        )
+        and all(lo <= hi for lo, hi in zip(value_range["low"], value_range["high"], strict=True))
+    ):
+        raise fail(
+            "input_range",
+            f"absent, or for an image model an object of {shape[0]} smallest (low) and "
+            "largest (high) training values, one per channel",
+        )
     if not is_number(document.get("offset")):
         raise fail("offset", "a number")
     history = document.get("history")
