@@ -430,3 +430,27 @@ def test_a_header_that_names_a_column_twice_is_refused(tmp_path):
     (tmp_path / "t.csv").write_text("a,b,a\n1,2,3\n4,5,6\n")
     assert_bad_input(run("fit", tmp_path / "t.csv", "-o", tmp_path / "m.aae"),
                      "the header names column 'a' twice")  # fmt: skip
+
+
+def test_the_family_takes_tables_with_text_columns():
+    from aae_anomaly import AAEClustering
+
+    table = orders(1, 300, seed=8).drop(columns=["order id", "created"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no feature-name warning from the fit's own rows
+        model = AAEClustering(n_clusters=3, epochs=2, random_state=0).fit(table)
+    np.testing.assert_array_equal(model.labels_, model.predict(table))
+
+
+def test_family_commands_and_plot_check_the_output_first_and_say_how_long(months, tmp_path):
+    pytest.importorskip("matplotlib")
+    result = run("cluster", months / "feb.csv", "--id-column", "order id", "--id-column",
+                 "created", "-o", tmp_path / "c.csv", "--epochs", 2)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[-1].endswith(" s") and "; took " in result.stderr
+    assert pd.read_csv(tmp_path / "c.csv").columns.tolist() == ["order id", "created", "cluster"]
+    model = tmp_path / "m.aae"
+    ids = ["--id-column", "order id", "--id-column", "created"]
+    assert run("fit", months / "jan.csv", "-o", model, *ids, *FAST_CLI).exit_code == 0
+    assert_bad_input(run("plot", model, months / "feb.csv", "-o", tmp_path / "no" / "map.png"),
+                     "no such directory")  # fmt: skip

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import click
@@ -98,6 +99,7 @@ def _family_settings(options: dict) -> tuple[dict, bool, dict]:
     the dropped and the id columns)."""
     quiet = options.pop("quiet")
     reading = {
+        "started": time.perf_counter(),
         "read_options": options.pop("read_options"),
         "drop_columns": list(options.pop("drop_columns")),
         "id_columns": list(options.pop("id_columns", ())),
@@ -105,6 +107,10 @@ def _family_settings(options: dict) -> tuple[dict, bool, dict]:
     options["encoder_params"] = parse_options(options["encoder_params"], "--encoder-option")
     options["verbose"] = progress_level(quiet, options.pop("verbose"))
     return options, quiet, reading
+
+
+def _took(reading: dict) -> str:
+    return f"; took {time.perf_counter() - reading['started']:.1f} s"
 
 
 def _read(source: str, reading: dict, label_column: str | None = None):
@@ -225,7 +231,7 @@ def classify(data, output, label_column, predict, **options) -> None:
         n_labelled = int(sum(not (isinstance(v, (int, np.integer)) and v == -1) for v in labels))
         click.echo(
             f"fitted on {len(labels)} rows ({n_labelled} labelled, classes "
-            f"{model.classes_.tolist()}), {model.epochs} epochs",
+            f"{model.classes_.tolist()}), {model.epochs} epochs{_took(reading)}",
             err=True,
         )
 
@@ -264,7 +270,9 @@ def cluster(data, output, n_clusters, predict, **options) -> None:
     if not quiet:
         used = len(np.unique(model.labels_))
         click.echo(
-            f"fitted on {len(dataset.X)} rows: {used} of {n_clusters} clusters used", err=True
+            f"fitted on {len(dataset.X)} rows: {used} of {n_clusters} clusters used"
+            f"{_took(reading)}",
+            err=True,
         )
 
 
@@ -323,6 +331,6 @@ def generate(data, output, label_column, class_, n_samples, **options) -> None:
         unlabelled = f" (leaving out {left_out} unlabelled)" if left_out else ""
         click.echo(
             f"fitted on {len(labels)} rows{unlabelled} of classes {model.classes_.tolist()}; "
-            f"wrote {len(wanted)} samples",
+            f"wrote {len(wanted)} samples{_took(reading)}",
             err=True,
         )

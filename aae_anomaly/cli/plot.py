@@ -7,7 +7,7 @@ import warnings
 import click
 
 from ..estimators.loading import load_model
-from ..io.tables import check_labels
+from ..io.tables import check_labels, check_output_path
 from .app import main, user_errors
 from .inputs import ignore_name_warnings, load_model_and_data, without_columns
 from .options import (
@@ -75,6 +75,7 @@ def plot(
     with user_errors():
         if not output.lower().endswith(".png"):
             raise ValueError(f"{output}: the picture is written as PNG; name it *.png")
+        check_output_path(output)  # before the model is read and the rows scored
         if scale == "rank" and kind != "map":
             raise ValueError("--scale rank colours a map; a histogram takes auto, linear or log")
         plotting.require_matplotlib()

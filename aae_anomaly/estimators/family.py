@@ -115,9 +115,11 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
                 self.history_ = trainer.fit(progress_bar(self, _PROGRESS_METRICS))
         self.module_, self.device_, self.input_shape_ = module, device, input_shape
 
-    def _encoded(self, X) -> tuple[np.ndarray | None, np.ndarray]:
-        """Class probabilities and style codes of new rows."""
-        X = fitted_rows(self, X)
+    def _encoded(self, X, checked: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
+        """Class probabilities and style codes of new rows (``checked``: rows that are
+        already the networks' numbers, as the fit's own)."""
+        if not checked:
+            X = fitted_rows(self, X)
         with inference_threads(self.module_, self.device_) as workers:
             return encode_categorical(self.module_, X, None, self.device_, workers)
 
@@ -451,7 +453,8 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
         self._fit_network(
             X, image_shape, None, int(self.n_clusters), balance_weight=float(self.balance_weight)
         )
-        self.labels_ = self.predict(X)
+        # the fit's rows are already encoded: a table's text columns are numbers now
+        self.labels_ = self._encoded(X, checked=True)[0].argmax(axis=1)
         return self
 
     def predict(self, X) -> np.ndarray:
