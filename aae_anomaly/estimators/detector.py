@@ -22,10 +22,10 @@ from sklearn.utils.validation import check_is_fitted
 from ..engine.distributed import current_group, rank_seed
 from ..engine.inference import encode_rows, inference_ready, inference_threads
 from ..engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
-from ..engine.training import Trainer
+from ..engine.training import StreamingTrainer, Trainer
 from ..scoring import ScoreCalibration, available_components, joint_coordinates, raw_components
 from ..scoring.conditioning import check_prior
-from . import calibration, fitting, labels
+from . import calibration, fitting, labels, streaming
 from .building import (
     architecture_and_input_shape,
     build_detector_module,
@@ -34,7 +34,16 @@ from .building import (
     training_config,
 )
 from .scaling import channel_range, input_scaling, scaling_groups
-from .validation import check_detector_params, check_int, finite, scoring_rows, training_rows
+from .validation import (
+    FLOAT32_MAX,
+    check_detector_params,
+    check_int,
+    check_values,
+    finite,
+    fitted_rows,
+    scoring_rows,
+    training_rows,
+)
 
 
 class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
@@ -285,6 +294,90 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             if value_range is not None:
                 self.input_range_ = value_range
             self._calibrate(X, X[calibration_index])
+        return self
+
+    def fit_chunks(
+        self,
+        chunks,
+        *,
+        sample_rows: int = streaming.DEFAULT_SAMPLE_ROWS,
+        shuffle_rows: int = streaming.DEFAULT_SHUFFLE_ROWS,
+    ):
+        """Fit on normal rows that come in parts, more than memory may hold.
+
+        ``chunks`` is a callable that starts a new pass over the parts each time it is
+        called (e.g. ``lambda: pandas.read_csv(path, chunksize=65536)``), each part a
+        DataFrame or an array, as ``fit`` takes them. The parts are read once to draw a
+        uniform sample of ``sample_rows`` rows, from which the table's schema, the input
+        scaling, the calibration rows and the reference rows are learned, then once per
+        epoch to train on every row but the calibration ones, in batches drawn from a
+        shuffle buffer of ``shuffle_rows`` rows; memory holds the sample, the buffer and
+        one part. With fewer rows than ``sample_rows`` the statistics are those of all
+        rows; :mod:`aae_anomaly.estimators.streaming` says what differs otherwise.
+        ``streamed_rows_`` is the number of rows read in a pass.
+        """
+        self._check_params()
+        check_int("sample_rows", sample_rows)
+        check_int("shuffle_rows", shuffle_rows)
+        if not callable(chunks):
+            raise TypeError(
+                "chunks must be a callable that returns a new iterator over the parts each "
+                f"time (the rows are read once per epoch), got {type(chunks).__name__}"
+            )
+        if current_group() is not None:
+            raise ValueError("fit_chunks trains in one process; under torchrun use fit")
+        rng = check_random_state(self.random_state)
+        sample, numbers, n_rows = streaming.reservoir(chunks(), sample_rows, rng)
+        X, image_shape = training_rows(self, sample, None)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        train_index, calibration_index = calibration.split_calibration(
+            len(X), self.calibration_fraction, rng
+        )
+        if isinstance(calibration_index, slice):  # too few rows to hold any back
+            held_back = np.empty(0, dtype=np.int64)
+        else:
+            held_back = np.sort(numbers[calibration_index])
+        train_sample = X[train_index]
+        architecture, input_shape = architecture_and_input_shape(self, image_shape, X.shape[1])
+        self.latent_dim_ = resolved_latent_dim(self.latent_dim, X.shape[1])
+        prior = create_prior(self.prior, self.latent_dim_, self.prior_params or {})
+        self.__dict__.pop("normal_classes_", None)
+        self.__dict__.pop("distributed_", None)
+        reference = fitting.capped(train_sample, rng) if self.n_neighbors else None
+        device = resolve_device(self.device)
+        self.input_shape_ = input_shape  # the parts are checked against it
+        names = getattr(self, "feature_names_in_", None)
+        schema = getattr(self, "schema_", None)
+        if schema is not None:
+            names = schema.encoded_names()
+
+        def encode(part) -> np.ndarray:
+            rows = fitted_rows(self, part, ensure_all_finite=False)
+            check_values(rows, names, limit=FLOAT32_MAX)
+            return rows
+
+        with seeded(seed, device) as generator, flush_denormals():
+            module = self._build(architecture, input_shape, train_sample, reference, None)
+            module = module.to(device)
+            batch_size = max(1, self.batch_size)
+
+            def batches():
+                return streaming.training_batches(
+                    encode, chunks(), held_back, batch_size, shuffle_rows, generator, device
+                )
+
+            with compute_threads(module, device) as workers:
+                trainer = StreamingTrainer(module, prior, batches, training_config(self),
+                                           generator)  # fmt: skip
+                self.history_ = fitting.train(self, trainer, None)
+                del trainer
+                if reference is not None:
+                    module.reference.copy_(
+                        joint_coordinates(module, reference, None, device, workers)
+                    )
+            self.module_, self.prior_, self.device_ = module, prior, device
+            self._calibrate(X, X[calibration_index])
+        self.streamed_rows_ = n_rows
         return self
 
     def _build(self, architecture, input_shape, train_rows, reference, known_anomalies):
