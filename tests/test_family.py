@@ -151,7 +151,7 @@ def test_clustering_recovers_well_separated_blobs():
     assert model.labels_.shape == (len(X),)
     assert adjusted_rand_score(y, model.labels_) > 0.8
     np.testing.assert_array_equal(model.fit_predict(X), model.labels_)
-    probabilities = model.cluster_probabilities(X)
+    probabilities = model.predict_proba(X)
     assert probabilities.shape == (len(X), 4)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-12)
 
@@ -160,7 +160,7 @@ def test_one_cluster_holds_every_row():
     X, _ = blobs(n=40)
     model = AAEClustering(n_clusters=1, epochs=2, random_state=0).fit(X)
     assert model.labels_.tolist() == [0] * len(X)
-    np.testing.assert_allclose(model.cluster_probabilities(X), 1.0)
+    np.testing.assert_allclose(model.predict_proba(X), 1.0)
 
 
 def test_flop_count_covers_the_discriminators_only_when_asked():
@@ -359,3 +359,11 @@ def test_images_share_one_scale_unless_per_feature_is_asked(estimator):
     assert len(set(per_feature.module_.scale.tolist())) == 16
     with pytest.raises(ValueError, match="scaling must be one of"):
         fit(estimator(epochs=1, scaling="global"))
+
+
+def test_cluster_probabilities_is_the_deprecated_name_of_predict_proba():
+    X, _ = blobs(n=90)
+    model = AAEClustering(n_clusters=3, epochs=2, random_state=0).fit(X)
+    with pytest.warns(FutureWarning, match="use predict_proba"):
+        old = model.cluster_probabilities(X)
+    np.testing.assert_array_equal(old, model.predict_proba(X))

@@ -14,6 +14,8 @@ code is a class part and a Gaussian style part (see that module for the phases).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, ClusterMixin, TransformerMixin
@@ -461,9 +463,20 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
         """The cluster of each row: its most probable category."""
         return self._encoded(X)[0].argmax(axis=1)
 
-    def cluster_probabilities(self, X) -> np.ndarray:
-        """Each row's probability of each of the ``n_clusters`` categories."""
+    def predict_proba(self, X) -> np.ndarray:
+        """Each row's probability of each of the ``n_clusters`` categories, shape
+        ``(n, n_clusters)``; ``predict`` is its argmax."""
         return self._encoded(X)[0]
+
+    def cluster_probabilities(self, X) -> np.ndarray:
+        """Deprecated name of :meth:`predict_proba`, which scikit-learn users look for."""
+        warnings.warn(
+            "AAEClustering.cluster_probabilities is deprecated and will be removed in the "
+            "next release; use predict_proba",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.predict_proba(X)
 
 
 
