@@ -268,7 +268,7 @@ def test_string_class_labels_on_the_command_line(tmp_path):
     labels = np.where(np.arange(300) % 10 == 0, kinds, "")  # a tenth labelled
     frame = pd.DataFrame({"x": points[:, 0], "y": points[:, 1], "kind": labels})
     frame.to_csv(tmp_path / "pets.csv", index=False)
-    result = run("classify", tmp_path / "pets.csv", "--label-column", "kind", "-o",
+    result = run("classify", tmp_path / "pets.csv", "--classes-column", "kind", "-o",
                  tmp_path / "p.csv", "--epochs", 30, "-q")  # fmt: skip
     assert result.exit_code == 0, result.output
     predicted = pd.read_csv(tmp_path / "p.csv")
@@ -278,7 +278,7 @@ def test_string_class_labels_on_the_command_line(tmp_path):
     frame.assign(kind=np.where(np.arange(300) % 50 == 0, "", kinds)).to_csv(
         tmp_path / "labelled.csv", index=False
     )
-    result = run("generate", tmp_path / "labelled.csv", "--label-column", "kind", "--class",
+    result = run("generate", tmp_path / "labelled.csv", "--classes-column", "kind", "--class",
                  "owl", "-n", 50, "-o", tmp_path / "owls.csv", "--epochs", 3)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "fitted on 294 rows (leaving out 6 unlabelled) of classes ['cat', 'dog', 'owl']" in (
@@ -288,7 +288,7 @@ def test_string_class_labels_on_the_command_line(tmp_path):
     assert len(owls) == 50 and set(owls["class"]) == {"owl"}
     assert list(owls.columns) == ["x", "y", "class"]
     assert_bad_input(
-        run("generate", tmp_path / "pets.csv", "--label-column", "kind", "--class", "bat",
+        run("generate", tmp_path / "pets.csv", "--classes-column", "kind", "--class", "bat",
             "-o", tmp_path / "bats.csv", "--epochs", 1),
         "--class bat is not a class", "its classes: cat, dog, owl",
     )

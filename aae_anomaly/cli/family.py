@@ -19,6 +19,7 @@ from .fitconfig import parse_options
 from .inputs import ignore_name_warnings, row_keys, without_columns
 from .options import (
     batch_size_option,
+    classes_column_option,
     drop_column_option,
     encoder_option,
     epochs_option,
@@ -186,7 +187,7 @@ CLASS_LABEL_HELP = (
 @main.command()
 @click.argument("data")
 @table_output_option("Predictions")
-@click.option("--label-column", metavar="NAME", help=CLASS_LABEL_HELP)
+@classes_column_option(CLASS_LABEL_HELP)
 @predict_option("classify")
 @click.option(
     "--label-weight",
@@ -279,11 +280,7 @@ def cluster(data, output, n_clusters, predict, **options) -> None:
 @main.command()
 @click.argument("data")
 @table_output_option("Samples")
-@click.option(
-    "--label-column",
-    metavar="NAME",
-    help="Column of class labels (numbers or text) in a .csv/.parquet.",
-)
+@classes_column_option("Column of class labels (numbers or text) in a .csv/.parquet.")
 @click.option(
     "--class",
     "class_",
@@ -319,7 +316,7 @@ def generate(data, output, label_column, class_, n_samples, **options) -> None:
         model = SupervisedAAE(**settings).fit(X, labels)
         chosen = [known[k] for k in class_] if class_ else list(model.classes_)
         wanted = np.repeat(np.asarray(chosen, dtype=model.classes_.dtype), n_samples)
-        samples = model.sample(len(wanted), y=wanted, random_state=settings["random_state"])
+        samples = model.sample(len(wanted), classes=wanted, random_state=settings["random_state"])
         schema = getattr(model, "schema_", None)
         names = schema.encoded_names() if schema is not None else dataset.feature_names
         if names is None or len(names) != samples.shape[1]:

@@ -244,3 +244,35 @@ def table_output_option(what: str):
     return click.option(
         "-o", "--output", default="-", help=f"{what}: .csv, .parquet or .npy, or - for stdout."
     )
+
+
+def classes_column_option(help_text: str):
+    """``--classes-column NAME``, the column of class labels, given to the command as
+    ``label_column``; ``--label-column``, its name in 0.1, still works with a warning
+    (everywhere else ``--label-column`` is the 0/1 anomaly labels)."""
+
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, classes_column, old_label_column, **kwargs):
+            if old_label_column is not None:
+                if classes_column is not None:
+                    raise click.UsageError(
+                        "give --classes-column alone; --label-column is its old name here"
+                    )
+                click.echo(
+                    "Warning: --label-column is deprecated for class labels and will be "
+                    "removed in the next release; use --classes-column (--label-column "
+                    "names 0/1 anomaly labels in fit, score, evaluate and plot)",
+                    err=True,
+                )
+                classes_column = old_label_column
+            return command(*args, label_column=classes_column, **kwargs)
+
+        wrapper = click.option(
+            "--label-column", "old_label_column", metavar="NAME", hidden=True
+        )(wrapper)
+        return click.option(
+            "--classes-column", "classes_column", metavar="NAME", help=help_text
+        )(wrapper)
+
+    return decorate

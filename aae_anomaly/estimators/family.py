@@ -229,16 +229,30 @@ class SupervisedAAE(_CategoricalAAE):
         self._fit_network(X, image_shape, labels.astype(np.int64), len(self.classes_))
         return self
 
-    def sample(self, n_samples: int = 1, y=None, style=None, random_state=None) -> np.ndarray:
-        """Draw ``n_samples`` rows of class ``y`` in style ``style``.
+    def sample(
+        self, n_samples: int = 1, y=None, style=None, random_state=None, *, classes=None
+    ) -> np.ndarray:
+        """Draw ``n_samples`` rows of the given ``classes`` in style ``style``.
 
-        ``y``: one class for every sample, or one per sample; ``None`` draws classes
-        uniformly. ``style``: one style code (``(style_dim,)``, used for every sample) or
-        one per sample (``(n_samples, style_dim)``), e.g. from ``transform``; ``None``
+        ``classes``: one class for every sample, or one per sample; ``None`` draws classes
+        uniformly (``y`` is its deprecated name, as ``AAEDetector.sample`` calls it
+        ``classes``). ``style``: one style code (``(style_dim,)``, used for every sample)
+        or one per sample (``(n_samples, style_dim)``), e.g. from ``transform``; ``None``
         draws styles from the Gaussian prior.
         """
         check_is_fitted(self)
         check_int("n_samples", n_samples)
+        if y is not None:
+            if classes is not None:
+                raise TypeError("give classes alone; y is its deprecated name")
+            warnings.warn(
+                "SupervisedAAE.sample(y=...) is deprecated and will be removed in the next "
+                "release; use sample(n, classes=...), as for AAEDetector",
+                FutureWarning,
+                stacklevel=2,
+            )
+            classes = y
+        y = classes
         rng = check_random_state(random_state)
         if y is None:
             index = rng.randint(len(self.classes_), size=n_samples)
@@ -247,7 +261,7 @@ class SupervisedAAE(_CategoricalAAE):
             values = np.full(n_samples, values.item()) if values.ndim == 0 else values
             if values.shape != (n_samples,):
                 raise ValueError(
-                    f"y must be one class or one per sample ({n_samples}), got shape "
+                    f"classes must be one class or one per sample ({n_samples}), got shape "
                     f"{values.shape}"
                 )
             index = fitted_class_indices(self.classes_, values)
