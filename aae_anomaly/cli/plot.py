@@ -6,10 +6,9 @@ import warnings
 
 import click
 
-from ..estimators.loading import load_model
 from ..io.tables import check_labels, check_output_path
 from .app import main, user_errors
-from .inputs import ignore_name_warnings, load_model_and_data, without_columns
+from .inputs import ignore_name_warnings, load_detector, load_model_and_data, without_columns
 from .options import (
     anomaly_labels_option,
     drop_column_option,
@@ -82,7 +81,7 @@ def plot(
         if kind == "samples":
             if data is not None:
                 raise ValueError("--kind samples draws from the prior and takes no DATA")
-            plotting.plot_samples(load_model(model, device=device), output, dpi=dpi)
+            plotting.plot_samples(load_detector(model, device), output, dpi=dpi)
             return
         if data is None:
             raise ValueError(f"--kind {kind} needs DATA, the rows to draw")

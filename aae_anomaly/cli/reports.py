@@ -225,6 +225,8 @@ def _latent_dim(params: dict[str, Any], n_features: int) -> str:
 
 def format_model(header: ModelHeader) -> str:
     doc = header.document
+    if "estimator" in doc:
+        return format_family_model(header)
     params = doc["params"]
     names = doc["feature_names_in"]
     history = doc["history"]
@@ -274,6 +276,41 @@ def format_model(header: ModelHeader) -> str:
     notes = _training_notes(history)
     if notes:
         lines.append(f"training notes {notes}")
+    return "\n".join(lines)
+
+
+# What each of the family's estimators calls its categories, for info.
+_CATEGORY_NOUNS = {"AAEClustering": "clusters", "AAEClassifier": "classes",
+                   "SupervisedAAE": "classes"}  # fmt: skip
+
+
+def format_family_model(header: ModelHeader) -> str:
+    """``info`` for a model file of the class-and-style family."""
+    doc = header.document
+    params, history, names = doc["params"], doc["history"], doc["feature_names_in"]
+    noun = _CATEGORY_NOUNS.get(doc["estimator"], "categories")
+    categories = f"{doc['n_categories']} {noun}"
+    if doc.get("classes"):
+        shown = ", ".join(map(str, doc["classes"][:10]))
+        categories += f": {shown}" + (" ..." if len(doc["classes"]) > 10 else "")
+    losses = ("reconstruction", "discriminator", "generator", "classification",
+              "discriminator_accuracy")  # fmt: skip
+    final = ", ".join(f"{k} {v[-1]:.4g}" for k, v in history.items() if v and k in losses)
+    lines = [
+        f"model file     {header.path}",
+        f"format         {doc['format']} version {doc['format_version']}",
+        f"saved by       aae-anomaly {doc['library_version']}, torch {doc['torch_version']}",
+        f"estimator      {doc['estimator']}, {categories}, style dim {params['style_dim']}",
+        _plugin_line("encoder", doc["encoder"]),
+        f"input shape    {tuple(doc['input_shape'])}, {doc['n_features_in']} features",
+        f"features       {', '.join(names) if names else '(unnamed)'}",
+        f"parameters     {header.n_parameters} in {len(header.tensors)} tensors",
+        f"training       {len(next(iter(history.values()), []))} epochs, "
+        f"batch size {params['batch_size']}, seed {params['random_state']}",
+        f"final losses   {final or '(none)'}",
+    ]
+    if doc.get("columns") is not None:
+        lines.insert(7, f"columns        {format_columns(doc['columns'])}")
     return "\n".join(lines)
 
 

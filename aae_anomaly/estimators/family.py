@@ -36,6 +36,7 @@ from ..engine.inference import inference_threads
 from ..engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
 from .building import architecture_and_input_shape, training_config
 from .labels import fitted_class_indices, label_dtype, targets, unlabelled_rows
+from .persistence import save_family
 from .progress import progress_bar
 from .scaling import input_scaling, scaling_groups
 from .validation import (
@@ -133,6 +134,11 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
         """Names of the ``transform`` output columns: ``style0``, ``style1``, ..."""
         check_is_fitted(self)
         return np.asarray([f"style{i}" for i in range(self.style_dim)], dtype=object)
+
+    def save(self, path) -> None:
+        """Write the fitted estimator to one safetensors file, atomically; read it back
+        with :func:`aae_anomaly.load` (no pickle, like a detector's model file)."""
+        save_family(self, path)
 
 
 _SHARED_PARAMETERS = """
