@@ -295,7 +295,7 @@ def part_supervised(args) -> None:
     )
     judge = LogisticRegression(max_iter=5000).fit(X_train, y_train)
     wanted = np.repeat(np.arange(10), 100)
-    samples = model.sample(len(wanted), y=wanted, random_state=SEED)
+    samples = model.sample(len(wanted), classes=wanted, random_state=SEED)
     recognised = float((judge.predict(samples) == wanted).mean())
     real = float((judge.predict(X_test) == y_test).mean())
     print(
@@ -311,7 +311,7 @@ def part_supervised(args) -> None:
     grid = figure.subplots(10, 11)
     for row, style in enumerate(styles):
         source = X_test[np.flatnonzero(y_test == row)[0]]
-        images = [source, *model.sample(10, y=np.arange(10), style=style)]
+        images = [source, *model.sample(10, classes=np.arange(10), style=style)]
         for column, image in enumerate(images):
             axes = grid[row, column]
             axes.imshow(image.reshape(8, 8), cmap="gray_r", vmin=0, vmax=16)

@@ -151,7 +151,7 @@ def test_clustering_recovers_well_separated_blobs():
     assert model.labels_.shape == (len(X),)
     assert adjusted_rand_score(y, model.labels_) > 0.8
     np.testing.assert_array_equal(model.fit_predict(X), model.labels_)
-    probabilities = model.cluster_probabilities(X)
+    probabilities = model.predict_proba(X)
     assert probabilities.shape == (len(X), 4)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-12)
 
@@ -160,7 +160,7 @@ def test_one_cluster_holds_every_row():
     X, _ = blobs(n=40)
     model = AAEClustering(n_clusters=1, epochs=2, random_state=0).fit(X)
     assert model.labels_.tolist() == [0] * len(X)
-    np.testing.assert_allclose(model.cluster_probabilities(X), 1.0)
+    np.testing.assert_allclose(model.predict_proba(X), 1.0)
 
 
 def test_flop_count_covers_the_discriminators_only_when_asked():
@@ -202,7 +202,7 @@ def supervised():
 def test_sample_of_class_k_is_recognised_as_k(supervised):
     model, X, y, judge = supervised
     for k in model.classes_:
-        samples = model.sample(50, y=k, random_state=0)
+        samples = model.sample(50, classes=k, random_state=0)
         assert samples.shape == (50, X.shape[1])
         assert (judge.predict(samples) == k).mean() > 0.9
 
@@ -211,33 +211,33 @@ def test_a_rows_style_carries_over_to_every_class(supervised):
     model, X, y, judge = supervised
     styles = model.transform(X[:40])
     for k in model.classes_:
-        decoded = model.sample(40, y=k, style=styles)
+        decoded = model.sample(40, classes=k, style=styles)
         assert (judge.predict(decoded) == k).all()
         # the style (the slide along the last axis) is the source row's, in every class
         assert np.corrcoef(decoded[:, 5], X[:40, 5])[0, 1] > 0.7
     # one style, one row per class; the random state plays no part once the style is given
     style = styles[0]
     np.testing.assert_array_equal(
-        judge.predict(model.sample(4, y=model.classes_, style=style)), model.classes_
+        judge.predict(model.sample(4, classes=model.classes_, style=style)), model.classes_
     )
     np.testing.assert_array_equal(
-        model.sample(1, y=1, style=style, random_state=1),
-        model.sample(1, y=1, style=style, random_state=2),
+        model.sample(1, classes=1, style=style, random_state=1),
+        model.sample(1, classes=1, style=style, random_state=2),
     )
 
 
 def test_supervised_sample_refuses_what_it_cannot_draw(supervised):
     model, _, _, _ = supervised
     with pytest.raises(ValueError, match="unknown class 7"):
-        model.sample(3, y=7)
+        model.sample(3, classes=7)
     with pytest.raises(ValueError, match="unknown class"):
-        model.sample(1, y="seven")
+        model.sample(1, classes="seven")
     with pytest.raises(ValueError, match="one per sample"):
-        model.sample(3, y=[0, 1])
+        model.sample(3, classes=[0, 1])
     with pytest.raises(ValueError, match="style must be"):
-        model.sample(3, y=0, style=np.zeros(5))
+        model.sample(3, classes=0, style=np.zeros(5))
     with pytest.raises(ValueError, match="n_samples"):
-        model.sample(0, y=0)
+        model.sample(0, classes=0)
 
 
 def test_supervised_needs_a_class_for_every_row():
@@ -359,3 +359,29 @@ def test_images_share_one_scale_unless_per_feature_is_asked(estimator):
     assert len(set(per_feature.module_.scale.tolist())) == 16
     with pytest.raises(ValueError, match="scaling must be one of"):
         fit(estimator(epochs=1, scaling="global"))
+
+
+def test_cluster_probabilities_is_the_deprecated_name_of_predict_proba():
+    X, _ = blobs(n=90)
+    model = AAEClustering(n_clusters=3, epochs=2, random_state=0).fit(X)
+    with pytest.warns(FutureWarning, match="use predict_proba"):
+        old = model.cluster_probabilities(X)
+    np.testing.assert_array_equal(old, model.predict_proba(X))
+
+
+def test_the_names_of_0_1_for_classes_still_work_with_a_warning(supervised, tmp_path):
+    model, _, _, _ = supervised
+    with pytest.warns(FutureWarning, match=r"sample\(n, classes=\.\.\.\)"):
+        old = model.sample(3, y=1, random_state=0)
+    np.testing.assert_array_equal(old, model.sample(3, classes=1, random_state=0))
+    X, y = blobs(n=60)
+    path = tmp_path / "rows.npz"
+    np.savez(path, X=X, y=y)
+    rows = np.column_stack([X, y])
+    np.savetxt(tmp_path / "rows.csv", rows, delimiter=",", header="a,b,kind", comments="")
+    result = run("generate", tmp_path / "rows.csv", "--label-column", "kind", "-n", 2,
+                 "--epochs", 1, "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Warning: --label-column is deprecated for class labels" in result.stderr
+    assert_bad_input(run("generate", tmp_path / "rows.csv", "--label-column", "kind",
+                         "--classes-column", "kind"), "give --classes-column alone")  # fmt: skip

@@ -90,6 +90,32 @@ def test_round_trip_is_exact_for_images(tmp_path):
     loaded = aae_anomaly.load(tmp_path / "conv.aae")
     assert loaded.input_shape_ == (1, 8, 8)
     np.testing.assert_array_equal(loaded.score_samples(images), detector.score_samples(images))
+    # the training range, per channel, for pictures of samples (a subset trained on: the
+    # rest calibrates, so it lies within the images' own range)
+    low, high = loaded.input_range_[:, 0]
+    assert 0 <= images.min() <= low < high <= images.max() <= 1
+    np.testing.assert_array_equal(loaded.input_range_, detector.input_range_)
+
+
+def test_flat_rows_keep_no_training_range(fitted, saved):
+    assert not hasattr(fitted, "input_range_")
+    assert "input_range" not in read_header(saved).document
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"low": [0.0]}, {"low": [0.0, 0.0], "high": [1.0, 1.0]}, {"low": [2.0], "high": [1.0]},
+     {"low": ["0"], "high": [1.0]}, [0.0, 1.0]],
+)
+def test_bad_training_ranges_fail_clearly(value, tmp_path):
+    images = np.random.default_rng(0).random((32, 1, 4, 4))
+    AAEDetector(encoder="conv", encoder_params={"channels": [2, 2]}, **TINY).fit(images).save(
+        tmp_path / "conv.aae"
+    )
+    path = rewrite_document(tmp_path / "conv.aae", tmp_path / "edited.aae",
+                            lambda d: d.update(input_range=value))
+    with pytest.raises(ModelFileError, match="field 'input_range'"):
+        aae_anomaly.load(path)
 
 
 def test_loading_never_unpickles(saved, monkeypatch, data):

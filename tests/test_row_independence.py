@@ -34,7 +34,7 @@ def fitted(kind: str, n_features: int):
         methods = ("predict_proba", "predict", "transform")
     elif kind == "clustering":
         model = AAEClustering(n_clusters=3, style_dim=8, **settings).fit(X)
-        methods = ("cluster_probabilities", "predict", "transform")
+        methods = ("predict_proba", "predict", "transform")
     else:
         model = SupervisedAAE(style_dim=11, **settings).fit(X, y)
         methods = ("transform",)

@@ -18,7 +18,6 @@ from click.core import ParameterSource
 from ..engine.model import POSTERIORS
 from ..estimators.columns import is_frame
 from ..estimators.detector import AAEDetector
-from ..estimators.loading import load_model
 from ..io.tables import (
     OUTPUT_SUFFIXES,
     check_labels,
@@ -32,6 +31,7 @@ from .fitconfig import DEFAULTS as FIT_DEFAULTS
 from .fitconfig import merge_settings, parse_options, read_config
 from .inputs import (
     ignore_name_warnings,
+    load_detector,
     load_model_and_data,
     pop_column,
     row_keys,
@@ -61,6 +61,7 @@ from .options import (
 )
 from .reports import evaluate, score_table
 from .stream import DEFAULT_CHUNK_ROWS, column_kinds, score_chunks
+from .torchrun import torchrun_processes
 
 # -- fit ---------------------------------------------------------------------------------------
 PLUGIN_OPTION_FLAGS = {"prior_params": "--prior-option", "encoder_params": "--encoder-option"}
@@ -113,8 +114,8 @@ def _given(ctx: click.Context, name: str) -> bool:
 @_setting(
     "--input-shape",
     Shape(),
-    "Per-row shape of image rows, e.g. 1,28,28 for flat 784-column digits: such rows get "
-    "the image scaling (shared) under --scaling auto.",
+    "Per-row shape of image rows, C,H,W, e.g. 1,28,28 (or 28,28) for flat 784-column "
+    "digits: such rows get the image scaling (shared) under --scaling auto.",
 )
 @id_column_option(" Kept in the model: `score` copies it too.")
 @drop_column_option(" Kept in the model: `score` leaves it out too.")
@@ -196,11 +197,12 @@ def fit(
           --prior-option n_components=5 --epochs 100
       aae-anomaly fit synthetic:n=2000 -o model.aae --config settings.toml
       aae-anomaly fit big.csv -o model.aae --checkpoint ckpt/ [--resume]
+      aae-anomaly fit orders.csv -o model.aae --id-column "order id" --missing impute
     """
     if resume and not checkpoint_dir:
         raise BadInput("--resume needs --checkpoint DIR, the directory to resume from")
     started = time.perf_counter()
-    with user_errors(), _interruptible(output, checkpoint_dir):
+    with user_errors(), _interruptible(output, checkpoint_dir), contextlib.ExitStack() as exits:
         check_output_path(output)  # before the work, not after it
         explicit = {name: value for name, value in options.items() if _given(ctx, name)}
         for name, flag in PLUGIN_OPTION_FLAGS.items():
@@ -211,6 +213,9 @@ def fit(
                 explicit[name] = list(explicit[name])
         config = read_config(config_file) if config_file else {}
         settings = merge_settings(config, explicit)
+        group = exits.enter_context(torchrun_processes(settings))
+        if group is not None and not group.is_main:
+            quiet = True  # rank 0 speaks for the job
 
         dataset = read_data(data, label_column, read_options)
         if (settings["id_columns"] or settings["drop_columns"]) and not is_frame(dataset.X):
@@ -240,12 +245,14 @@ def fit(
             checkpoint_dir=checkpoint_dir,
             resume=resume,
         )
-        detector.save(output)
+        if group is None or group.is_main:
+            detector.save(output)
     if not quiet:
+        processes = f" in {group.world_size} processes" if group is not None else ""
         click.echo(
             f"saved {output}: {detector.prior} prior, {detector.encoder} encoder, "
-            f"{n_trained} rows, {detector.n_features_in_} columns, {detector.epochs} epochs, "
-            f"threshold score > {-detector.offset_:.4g}; took "
+            f"{n_trained} rows, {detector.n_features_in_} columns, {detector.epochs} epochs"
+            f"{processes}, threshold score > {-detector.offset_:.4g}; took "
             f"{time.perf_counter() - started:.1f} s",
             err=True,
         )
@@ -395,7 +402,7 @@ def score(
     """
     with user_errors():
         check_output_path(output, OUTPUT_SUFFIXES)
-        detector = load_model(model, device=device)
+        detector = load_detector(model, device)
         chunks = read_data_chunks(
             data, chunk_rows, label_column, read_options, column_kinds(detector, id_columns)
         )

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import click
 import numpy as np
 
+from ..estimators.columns import is_frame
 from ..estimators.family import AAEClassifier, AAEClustering, SupervisedAAE
+from ..estimators.labels import label_dtype, unlabelled_rows
+from ..estimators.loading import load_model
 from ..io.tables import check_output_path, read_data, write_table
 from .app import main, user_errors
 from .fitconfig import DEFAULTS as FIT_DEFAULTS
@@ -16,6 +20,7 @@ from .fitconfig import parse_options
 from .inputs import ignore_name_warnings, row_keys, without_columns
 from .options import (
     batch_size_option,
+    classes_column_option,
     drop_column_option,
     encoder_option,
     epochs_option,
@@ -72,6 +77,17 @@ def family_options(defaults: dict):
         training_device_option(defaults["device"]),
         drop_column_option(),
         table_options(),
+        click.option(
+            "--save",
+            metavar="FILE",
+            help="Also write the fitted model to FILE (a model file, no pickle), for --model.",
+        ),
+        click.option(
+            "--model",
+            metavar="FILE",
+            help="Apply the model saved in FILE (by --save) instead of fitting one; DATA is "
+            "then the rows to answer for, and the training options are not used.",
+        ),
         quiet_option(),
         verbose_option(),
     ]
@@ -96,6 +112,9 @@ def _family_settings(options: dict) -> tuple[dict, bool, dict]:
     the dropped and the id columns)."""
     quiet = options.pop("quiet")
     reading = {
+        "save": options.pop("save"),
+        "model": options.pop("model"),
+        "started": time.perf_counter(),
         "read_options": options.pop("read_options"),
         "drop_columns": list(options.pop("drop_columns")),
         "id_columns": list(options.pop("id_columns", ())),
@@ -103,6 +122,51 @@ def _family_settings(options: dict) -> tuple[dict, bool, dict]:
     options["encoder_params"] = parse_options(options["encoder_params"], "--encoder-option")
     options["verbose"] = progress_level(quiet, options.pop("verbose"))
     return options, quiet, reading
+
+
+def _check_outputs(output, reading: dict, predict=None) -> None:
+    """The output paths, before any work; --model and --predict together are refused
+    (with --model, DATA holds the rows to answer for)."""
+    check_output_path(output)
+    if reading["save"] is not None:
+        check_output_path(reading["save"])
+        if reading["model"] is not None:
+            raise ValueError("--save writes a fitted model and --model applies one: give one")
+    if reading["model"] is not None and predict is not None:
+        raise ValueError("with --model, DATA holds the rows to answer for: drop --predict")
+
+
+def _saved(path: str, estimator: type, device: str):
+    """The estimator saved at ``path``, which must be an ``estimator``."""
+    model = load_model(path, device=device)
+    if not isinstance(model, estimator):
+        raise ValueError(
+            f"{path} holds a model of type {type(model).__name__}; this command applies "
+            f"one of type {estimator.__name__} (saved by the same command's --save)"
+        )
+    return model
+
+
+def _save(model, reading: dict) -> None:
+    if reading["save"] is not None:
+        model.save(reading["save"])
+
+
+def _saved_note(reading: dict) -> str:
+    return f"; saved {reading['save']}" if reading["save"] is not None else ""
+
+
+def _check_classes(asked, known: dict, source: str) -> None:
+    unknown = [k for k in asked if k not in known]
+    if unknown:
+        raise ValueError(
+            f"--class {unknown[0]} is not a class of {source}; its classes: "
+            f"{', '.join(sorted(known))}"
+        )
+
+
+def _took(reading: dict) -> str:
+    return f"; took {time.perf_counter() - reading['started']:.1f} s"
 
 
 def _read(source: str, reading: dict, label_column: str | None = None):
@@ -142,6 +206,19 @@ def _class_labels(dataset, source: str) -> np.ndarray:
     return np.array([-1 if v in (None, "", "-1") else v for v in text], dtype=object)
 
 
+def _labelled_only(X, labels: np.ndarray, source: str):
+    """The rows that have a class, their classes and how many rows were left out: the
+    supervised AAE learns from labelled rows only."""
+    unlabelled = unlabelled_rows(labels)
+    if unlabelled.all():
+        raise ValueError(f"{source} has no labelled rows (every class is -1 or empty)")
+    if not unlabelled.any():
+        return X, labels, 0
+    kept = ~unlabelled
+    rows = X[kept] if not is_frame(X) else X.loc[kept]
+    return rows, labels[kept].astype(label_dtype(labels[kept])), int(unlabelled.sum())
+
+
 def _rows_to_label(predict: str | None, reading: dict):
     """PREDICT's rows (the model checks their columns) and their keys; None without
     --predict, when the command answers for DATA's own rows."""
@@ -165,7 +242,7 @@ CLASS_LABEL_HELP = (
 @main.command()
 @click.argument("data")
 @table_output_option("Predictions")
-@click.option("--label-column", metavar="NAME", help=CLASS_LABEL_HELP)
+@classes_column_option(CLASS_LABEL_HELP)
 @predict_option("classify")
 @click.option(
     "--label-weight",
@@ -195,24 +272,32 @@ def classify(data, output, label_column, predict, **options) -> None:
     """
     settings, quiet, reading = _family_settings(options)
     with user_errors():
-        check_output_path(output)
-        dataset, keys = _read(data, reading, label_column)
-        labels = _class_labels(dataset, data)
-        model = AAEClassifier(**settings).fit(dataset.X, labels)
-        other, other_keys = _rows_to_label(predict, reading)
-        rows = dataset if other is None else other
+        _check_outputs(output, reading, predict)
+        if reading["model"] is not None:
+            model = _saved(reading["model"], AAEClassifier, settings["device"])
+            rows, keys = _read(data, reading)
+            note = f"applied {reading['model']} to {len(rows.X)} rows"
+        else:
+            dataset, keys = _read(data, reading, label_column)
+            labels = _class_labels(dataset, data)
+            model = AAEClassifier(**settings).fit(dataset.X, labels)
+            _save(model, reading)
+            other, other_keys = _rows_to_label(predict, reading)
+            rows, keys = (dataset, keys) if other is None else (other, other_keys)
+            n_labelled = int(
+                sum(not (isinstance(v, (int, np.integer)) and v == -1) for v in labels)
+            )
+            note = (
+                f"fitted on {len(labels)} rows ({n_labelled} labelled, classes "
+                f"{model.classes_.tolist()}), {model.epochs} epochs"
+            )
         probabilities = _predicted(model.predict_proba, rows.X)
         table = {"label": model.classes_[probabilities.argmax(axis=1)]}
         for k, name in enumerate(model.classes_):
             table[f"probability_{name}"] = probabilities[:, k]
-        write_table(table, output, keys if other is None else other_keys)
+        write_table(table, output, keys)
     if not quiet:
-        n_labelled = int(sum(not (isinstance(v, (int, np.integer)) and v == -1) for v in labels))
-        click.echo(
-            f"fitted on {len(labels)} rows ({n_labelled} labelled, classes "
-            f"{model.classes_.tolist()}), {model.epochs} epochs",
-            err=True,
-        )
+        click.echo(f"{note}{_saved_note(reading)}{_took(reading)}", err=True)
 
 
 @main.command()
@@ -238,29 +323,30 @@ def cluster(data, output, n_clusters, predict, **options) -> None:
     """
     settings, quiet, reading = _family_settings(options)
     with user_errors():
-        check_output_path(output)
+        _check_outputs(output, reading, predict)
         dataset, keys = _read(data, reading)
-        model = AAEClustering(n_clusters=n_clusters, **settings).fit(dataset.X)
-        other, other_keys = _rows_to_label(predict, reading)
-        if other is None:
-            write_table({"cluster": model.labels_}, output, keys)
+        if reading["model"] is not None:
+            model = _saved(reading["model"], AAEClustering, settings["device"])
+            clusters = _predicted(model.predict, dataset.X)
+            note = f"applied {reading['model']} to {len(dataset.X)} rows"
         else:
-            write_table({"cluster": _predicted(model.predict, other.X)}, output, other_keys)
+            model = AAEClustering(n_clusters=n_clusters, **settings).fit(dataset.X)
+            _save(model, reading)
+            clusters = model.labels_
+            used = len(np.unique(model.labels_))
+            note = f"fitted on {len(dataset.X)} rows: {used} of {n_clusters} clusters used"
+            other, other_keys = _rows_to_label(predict, reading)
+            if other is not None:
+                clusters, keys = _predicted(model.predict, other.X), other_keys
+        write_table({"cluster": clusters}, output, keys)
     if not quiet:
-        used = len(np.unique(model.labels_))
-        click.echo(
-            f"fitted on {len(dataset.X)} rows: {used} of {n_clusters} clusters used", err=True
-        )
+        click.echo(f"{note}{_saved_note(reading)}{_took(reading)}", err=True)
 
 
 @main.command()
-@click.argument("data")
+@click.argument("data", required=False)
 @table_output_option("Samples")
-@click.option(
-    "--label-column",
-    metavar="NAME",
-    help="Column of class labels (numbers or text) in a .csv/.parquet.",
-)
+@classes_column_option("Column of class labels (numbers or text) in a .csv/.parquet.")
 @click.option(
     "--class",
     "class_",
@@ -283,30 +369,41 @@ def generate(data, output, label_column, class_, n_samples, **options) -> None:
     """
     settings, quiet, reading = _family_settings(options)
     with user_errors():
-        check_output_path(output)
-        dataset, _ = _read(data, reading, label_column)
-        labels = _class_labels(dataset, data)
-        known = {str(v): v for v in labels.tolist()}
-        unknown = [k for k in class_ if k not in known]
-        if unknown:  # before the fit, not after it
-            raise ValueError(
-                f"--class {unknown[0]} is not a class of {data}; its classes: "
-                f"{', '.join(sorted(known))}"
-            )
-        model = SupervisedAAE(**settings).fit(dataset.X, labels)
+        _check_outputs(output, reading)
+        if reading["model"] is not None:
+            if data is not None:
+                raise ValueError("with --model, generate draws from the saved model: no DATA")
+            model = _saved(reading["model"], SupervisedAAE, settings["device"])
+            known = {str(v): v for v in model.classes_.tolist()}
+            _check_classes(class_, known, reading["model"])
+            names = None
+        else:
+            if data is None:
+                raise ValueError("give DATA to fit on, or --model FILE saved by generate --save")
+            dataset, _ = _read(data, reading, label_column)
+            X, labels, left_out = _labelled_only(dataset.X, _class_labels(dataset, data), data)
+            known = {str(v): v for v in labels.tolist()}
+            _check_classes(class_, known, data)  # before the fit, not after it
+            model = SupervisedAAE(**settings).fit(X, labels)
+            _save(model, reading)
+            names = dataset.feature_names
         chosen = [known[k] for k in class_] if class_ else list(model.classes_)
         wanted = np.repeat(np.asarray(chosen, dtype=model.classes_.dtype), n_samples)
-        samples = model.sample(len(wanted), y=wanted, random_state=settings["random_state"])
+        samples = model.sample(len(wanted), classes=wanted, random_state=settings["random_state"])
         schema = getattr(model, "schema_", None)
-        names = schema.encoded_names() if schema is not None else dataset.feature_names
+        names = schema.encoded_names() if schema is not None else names
         if names is None or len(names) != samples.shape[1]:
             names = [f"x{i}" for i in range(samples.shape[1])]
         table = {name: samples[:, i] for i, name in enumerate(names)}
         table["class"] = wanted
         write_table(table, output)
     if not quiet:
+        if reading["model"] is not None:
+            note = f"drew from {reading['model']} (classes {model.classes_.tolist()})"
+        else:
+            unlabelled = f" (leaving out {left_out} unlabelled)" if left_out else ""
+            note = f"fitted on {len(labels)} rows{unlabelled} of classes {model.classes_.tolist()}"
         click.echo(
-            f"fitted on {len(labels)} rows of classes {model.classes_.tolist()}; wrote "
-            f"{len(wanted)} samples",
+            f"{note}; wrote {len(wanted)} samples{_saved_note(reading)}{_took(reading)}",
             err=True,
         )

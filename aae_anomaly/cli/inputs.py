@@ -71,6 +71,20 @@ def row_keys(dataset, source: str, id_columns) -> dict[str, np.ndarray]:
     return {name: dataset.X[name].to_numpy() for name in id_columns}
 
 
+def load_detector(model: str, device: str):
+    """The AAEDetector in the model file ``model``; a file of another estimator (the
+    class-and-style family) is an error that says which commands take it."""
+    from ..estimators.detector import AAEDetector
+
+    detector = load_model(model, device=device)
+    if not isinstance(detector, AAEDetector):
+        raise ValueError(
+            f"{model} holds a model of type {type(detector).__name__}, not an anomaly "
+            "detector; classify, cluster or generate apply it (--model)"
+        )
+    return detector
+
+
 def load_model_and_data(
     model: str, data: str, label_column: str | None, device: str, classes_column=None,
     read_options=None, drop_columns=(),
@@ -78,7 +92,7 @@ def load_model_and_data(
     """Load the model and DATA: the model, the dataset (without the ``drop_columns``) and
     the classes column's values (or None). The model checks DATA's columns when it uses
     them: by name for a table, by position for an array."""
-    detector = load_model(model, device=device)
+    detector = load_detector(model, device)
     dataset = read_data(data, label_column, read_options)
     classes = None
     if classes_column:

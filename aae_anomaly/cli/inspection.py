@@ -15,22 +15,37 @@ from ..plugin_system.manager import (
 )
 from .app import main, user_errors
 from .options import json_option
-from .reports import describe_model, format_model, format_table, plugin_rows
+from .reports import (
+    describe_environment,
+    describe_model,
+    format_environment,
+    format_model,
+    format_table,
+    plugin_rows,
+)
 
 
 @main.command()
-@click.argument("model")
-@json_option("The full contents as one JSON object.")
+@click.argument("model", required=False)
+@json_option("The full contents (or, without MODEL, the environment) as one JSON object.")
 def info(model, as_json) -> None:
     """Show what a model file holds: plugins and their options and versions, input shape,
-    features, threshold, calibration, training epochs and final losses.
-
+    features and table columns, threshold, calibration, training epochs and final losses.
     Works without the model's plugins installed.
+
+    Without MODEL, show the environment: the versions of aae-anomaly, Python and the
+    packages it uses (optional ones installed or not), the torch build and its threads,
+    the CUDA devices, the device --device auto picks, and the plugins found.
 
     \b
     Example:
       aae-anomaly info model.aae
+      aae-anomaly info --json
     """
+    if model is None:
+        environment = describe_environment(get_plugin_manager())
+        click.echo(json.dumps(environment) if as_json else format_environment(environment))
+        return
     with user_errors():
         header = read_header(model)
     click.echo(json.dumps(describe_model(header)) if as_json else format_model(header))

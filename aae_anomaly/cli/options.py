@@ -41,7 +41,8 @@ class AutoOr(click.ParamType):
 
 
 class Shape(click.ParamType):
-    """A per-sample shape such as ``1,28,28`` (or ``1x28x28``)."""
+    """A per-sample shape such as ``1,28,28`` (or ``1x28x28``); ``H,W`` is one channel,
+    ``1,H,W``."""
 
     name = "C,H,W"
 
@@ -55,7 +56,7 @@ class Shape(click.ParamType):
             shape = ()
         if not shape or any(s < 1 for s in shape):
             self.fail(f"{value!r} is not a shape of positive integers, e.g. 1,28,28", param, ctx)
-        return shape
+        return (1, *shape) if len(shape) == 2 else shape
 
 
 # -- reading DATA: every command that reads a table ---------------------------------------------
@@ -91,12 +92,17 @@ def table_options():
         click.option(
             "--encoding", default="utf-8", help="Text encoding of a CSV DATA (a BOM is dropped)."
         ),
+        click.option(
+            "--thousands",
+            type=click.Choice((",", ".", " ", "'")),
+            help="Thousands separator of numbers in a CSV DATA, as in 1,234.5 (default: none).",
+        ),
     ]
 
     def decorate(command):
         @functools.wraps(command)
-        def wrapper(*args, delimiter, decimal, encoding, **kwargs):
-            read_options = ReadOptions(delimiter, decimal, encoding)
+        def wrapper(*args, delimiter, decimal, encoding, thousands, **kwargs):
+            read_options = ReadOptions(delimiter, decimal, encoding, thousands)
             return command(*args, read_options=read_options, **kwargs)
 
         for option in reversed(options):
@@ -238,3 +244,35 @@ def table_output_option(what: str):
     return click.option(
         "-o", "--output", default="-", help=f"{what}: .csv, .parquet or .npy, or - for stdout."
     )
+
+
+def classes_column_option(help_text: str):
+    """``--classes-column NAME``, the column of class labels, given to the command as
+    ``label_column``; ``--label-column``, its name in 0.1, still works with a warning
+    (everywhere else ``--label-column`` is the 0/1 anomaly labels)."""
+
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, classes_column, old_label_column, **kwargs):
+            if old_label_column is not None:
+                if classes_column is not None:
+                    raise click.UsageError(
+                        "give --classes-column alone; --label-column is its old name here"
+                    )
+                click.echo(
+                    "Warning: --label-column is deprecated for class labels and will be "
+                    "removed in the next release; use --classes-column (--label-column "
+                    "names 0/1 anomaly labels in fit, score, evaluate and plot)",
+                    err=True,
+                )
+                classes_column = old_label_column
+            return command(*args, label_column=classes_column, **kwargs)
+
+        wrapper = click.option(
+            "--label-column", "old_label_column", metavar="NAME", hidden=True
+        )(wrapper)
+        return click.option(
+            "--classes-column", "classes_column", metavar="NAME", help=help_text
+        )(wrapper)
+
+    return decorate

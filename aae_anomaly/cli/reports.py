@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import platform
+import sys
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -15,6 +18,7 @@ from sklearn.metrics import (
 )
 
 from ..estimators.building import resolved_latent_dim
+from ..estimators.columns import KINDS as COLUMN_KINDS
 from ..io.modelfile import ModelHeader
 from ..plugin_system.manager import KINDS, PluginManager
 
@@ -114,6 +118,104 @@ def describe_model(header: ModelHeader) -> dict[str, Any]:
     return document
 
 
+# -- info without a model: the environment --------------------------------------------------
+REQUIRED_DISTRIBUTIONS = (
+    "aae-anomaly", "torch", "numpy", "scikit-learn", "pandas", "pluggy", "click", "safetensors",
+)
+# the extras' packages: plot, parquet, fast
+OPTIONAL_DISTRIBUTIONS = ("matplotlib", "pyarrow", "numba")
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def describe_environment(manager: PluginManager) -> dict[str, Any]:
+    """What ``info`` without a model reports: versions, the torch build, CUDA devices,
+    the device ``auto`` picks, and the plugins found (``plugins``'s rows, per kind)."""
+    import torch
+
+    from ..engine.runtime import resolve_device
+
+    devices = []
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            properties = torch.cuda.get_device_properties(index)
+            devices.append(
+                {"index": index, "name": properties.name, "memory_bytes": properties.total_memory}
+            )
+    rows = plugin_rows(manager)
+    return {
+        "python": {"version": platform.python_version(), "executable": sys.executable},
+        "platform": platform.platform(),
+        "versions": {name: _version(name) for name in REQUIRED_DISTRIBUTIONS},
+        # None: not installed
+        "optional": {name: _version(name) for name in OPTIONAL_DISTRIBUTIONS},
+        "torch": {
+            "version": torch.__version__,
+            "cuda": torch.version.cuda,  # None for a CPU-only build
+            "cudnn": torch.backends.cudnn.version() if torch.version.cuda else None,
+            "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(),
+        },
+        "cuda_devices": devices,
+        "auto_device": str(resolve_device("auto")),
+        "plugins": {
+            kind: [row["name"] for row in rows if row["kind"] == kind] for kind in KINDS
+        },
+        "plugin_failures": [
+            {"plugin": f.plugin, "distribution": f.distribution, "message": f.message}
+            for f in manager.failures
+        ],
+    }
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.1f} GiB"
+
+
+def format_environment(environment: dict[str, Any]) -> str:
+    build = environment["torch"]
+    cuda = f"CUDA {build['cuda']}" if build["cuda"] else "CPU only"
+    if build["cudnn"]:
+        cuda += f", cuDNN {build['cudnn']}"
+    devices = environment["cuda_devices"]
+    python = environment["python"]
+    lines = [
+        f"aae-anomaly    {environment['versions']['aae-anomaly']}",
+        f"python         {python['version']} ({python['executable']})",
+        f"platform       {environment['platform']}",
+        "packages       " + ", ".join(
+            f"{name} {version}" for name, version in environment["versions"].items()
+            if name != "aae-anomaly"
+        ),
+        "optional       " + ", ".join(
+            f"{name} {version or 'not installed'}"
+            for name, version in environment["optional"].items()
+        ),
+        f"torch build    {build['version']}, {cuda}; {build['threads']} threads, "
+        f"{build['interop_threads']} inter-op threads",
+        "cuda devices   " + (
+            "; ".join(f"cuda:{d['index']} {d['name']} ({_gib(d['memory_bytes'])})" for d in devices)
+            or "none"
+        ),
+        f"device auto    {environment['auto_device']}",
+    ]
+    for kind, names in environment["plugins"].items():
+        lines.append(f"{kind + 's':<15}{len(names)}: {', '.join(names) or '-'}")
+    failures = environment["plugin_failures"]
+    if failures:
+        lines.append(
+            f"plugin errors  {len(failures)}: "
+            + "; ".join(f"{f['plugin']}: {f['message']}" for f in failures)
+        )
+    return "\n".join(lines)
+
+
+# -- info MODEL -------------------------------------------------------------------------------
 def _latent_dim(params: dict[str, Any], n_features: int) -> str:
     if params["latent_dim"] != "auto":
         return str(params["latent_dim"])
@@ -123,6 +225,8 @@ def _latent_dim(params: dict[str, Any], n_features: int) -> str:
 
 def format_model(header: ModelHeader) -> str:
     doc = header.document
+    if "estimator" in doc:
+        return format_family_model(header)
     params = doc["params"]
     names = doc["feature_names_in"]
     history = doc["history"]
@@ -150,7 +254,8 @@ def format_model(header: ModelHeader) -> str:
             for name in calibration["center"]
         ),
         f"training       {len(next(iter(history.values()), []))} epochs, "
-        f"batch size {params['batch_size']}, seed {params['random_state']}",
+        f"batch size {params['batch_size']}, seed {params['random_state']}"
+        + _distributed_text(doc.get("distributed")),
         f"final losses   {final or '(none)'}",
     ]
     known = [t for t in header.tensors if t.name == "anomaly_reference"]
@@ -164,10 +269,82 @@ def format_model(header: ModelHeader) -> str:
         lines.insert(
             5, f"classes        {len(classes)}, each in its own prior region: {shown}"
         )
+    columns = doc.get("columns")
+    if columns is not None:
+        lines.insert(lines.index(next(x for x in lines if x.startswith("features "))) + 1,
+                     f"columns        {format_columns(columns)}")
     notes = _training_notes(history)
     if notes:
         lines.append(f"training notes {notes}")
     return "\n".join(lines)
+
+
+# What each of the family's estimators calls its categories, for info.
+_CATEGORY_NOUNS = {"AAEClustering": "clusters", "AAEClassifier": "classes",
+                   "SupervisedAAE": "classes"}  # fmt: skip
+
+
+def format_family_model(header: ModelHeader) -> str:
+    """``info`` for a model file of the class-and-style family."""
+    doc = header.document
+    params, history, names = doc["params"], doc["history"], doc["feature_names_in"]
+    noun = _CATEGORY_NOUNS.get(doc["estimator"], "categories")
+    categories = f"{doc['n_categories']} {noun}"
+    if doc.get("classes"):
+        shown = ", ".join(map(str, doc["classes"][:10]))
+        categories += f": {shown}" + (" ..." if len(doc["classes"]) > 10 else "")
+    losses = ("reconstruction", "discriminator", "generator", "classification",
+              "discriminator_accuracy")  # fmt: skip
+    final = ", ".join(f"{k} {v[-1]:.4g}" for k, v in history.items() if v and k in losses)
+    lines = [
+        f"model file     {header.path}",
+        f"format         {doc['format']} version {doc['format_version']}",
+        f"saved by       aae-anomaly {doc['library_version']}, torch {doc['torch_version']}",
+        f"estimator      {doc['estimator']}, {categories}, style dim {params['style_dim']}",
+        _plugin_line("encoder", doc["encoder"]),
+        f"input shape    {tuple(doc['input_shape'])}, {doc['n_features_in']} features",
+        f"features       {', '.join(names) if names else '(unnamed)'}",
+        f"parameters     {header.n_parameters} in {len(header.tensors)} tensors",
+        f"training       {len(next(iter(history.values()), []))} epochs, "
+        f"batch size {params['batch_size']}, seed {params['random_state']}",
+        f"final losses   {final or '(none)'}",
+    ]
+    if doc.get("columns") is not None:
+        lines.insert(7, f"columns        {format_columns(doc['columns'])}")
+    return "\n".join(lines)
+
+
+# At most this many of a model's columns are named on its columns line.
+SHOWN_COLUMNS = 12
+
+
+def format_columns(schema: dict[str, Any]) -> str:
+    """A stored table schema in one line: each column's name and kind, the columns left
+    out, and what a missing cell does."""
+
+    def described(column: dict[str, Any]) -> str:
+        if column["kind"] != "categorical":
+            return f"{column['name']} ({column['kind']})"
+        count = len(column["categories"])
+        noun = "category" if count == 1 else "categories"
+        return f"{column['name']} (categorical, {count} {noun} + other)"
+
+    entries = schema["columns"]
+    if len(entries) <= SHOWN_COLUMNS:
+        text = ", ".join(described(c) for c in entries)
+    else:
+        # many columns: counts per kind, then the ones that are not plain numbers
+        counts = {kind: sum(c["kind"] == kind for c in entries) for kind in COLUMN_KINDS}
+        text = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+        special = [c for c in entries if c["kind"] != "numeric"]
+        if special:
+            text += ": " + ", ".join(described(c) for c in special[:SHOWN_COLUMNS])
+            if len(special) > SHOWN_COLUMNS:
+                text += ", ..."
+    if schema["ignored"]:
+        text += f"; ignored: {', '.join(schema['ignored'])}"
+    missing = "imputed" if schema["missing"] == "impute" else "refused"
+    return f"{text}; missing cells {missing}"
 
 
 def _training_notes(history: dict[str, list[float]]) -> str:
@@ -209,3 +386,9 @@ def format_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in lines
     )
+
+
+def _distributed_text(distributed: dict | None) -> str:
+    if not distributed:
+        return ""
+    return f", world size {distributed['world_size']} ({distributed['backend']})"

@@ -37,8 +37,11 @@ class AdamStep:
 
     _lists: tuple[list, list, list, list] | None
 
-    def __init__(self, optimizer: torch.optim.Adam):
+    def __init__(self, optimizer: torch.optim.Adam, before_step=None):
+        """``before_step(parameters)``, when given, runs between the backward pass and the
+        update (a distributed fit averages the gradients there)."""
         self.optimizer = optimizer
+        self.before_step = before_step
         self.refresh()
 
     def refresh(self) -> None:
@@ -92,6 +95,8 @@ class AdamStep:
         """One training step on ``loss``: fresh gradients, then the update."""
         self.zero_grad()
         loss.backward()
+        if self.before_step is not None:
+            self.before_step(self.optimizer.param_groups[0]["params"])
         self.step()
 
     def zero_grad(self) -> None:

@@ -49,9 +49,12 @@ class Checkpoint:
     is an error rather than a silently different model.
     """
 
-    def __init__(self, directory: str | os.PathLike, identity: dict[str, Any]):
+    def __init__(self, directory: str | os.PathLike, identity: dict[str, Any], rank: int = 0):
+        """``rank``: the process's rank in a distributed fit; ranks other than 0 keep
+        their own file beside rank 0's."""
         self.directory = Path(directory)
-        self.path = self.directory / FILENAME
+        name = FILENAME if rank == 0 else FILENAME.replace(".", f"-rank{rank}.", 1)
+        self.path = self.directory / name
         self.identity = json.loads(json.dumps(identity))  # as it reads back from the file
 
     def exists(self) -> bool:

@@ -34,6 +34,7 @@ from torch import nn
 from ..errors import TrainingDivergedError, TrainingWarning
 from ..plugin_system.priors import Prior
 from .adam_step import AdamStep
+from .distributed import ProcessGroup
 from .model import AAEModule, mean_reconstruction_error
 
 HISTORY_KEYS = ("reconstruction", "discriminator", "generator", "discriminator_accuracy")
@@ -106,6 +107,9 @@ class EpochTrainer:
     optimizers: dict[str, torch.optim.Optimizer]
     discriminator_params: list[nn.Parameter]
 
+    # the processes this fit trains with (see :mod:`.distributed`); None for one process
+    group: ProcessGroup | None = None
+
     def _start(self, history_keys: tuple[str, ...]) -> None:
         """``history_keys``: the names of :meth:`run_epoch`'s metrics, in order."""
         self.epoch = 0  # epochs completed
@@ -128,7 +132,12 @@ class EpochTrainer:
             # a last step can leave NaN weights behind finite losses: check them too, in
             # the same one host round trip of the epoch
             finite = torch.stack([p.isfinite().all() for p in self.module.parameters()]).all()
-            values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)]).tolist()
+            values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)])
+            if self.group is not None:
+                # every rank's shard has n rows: the mean of the means is the epoch's mean,
+                # and the flag stays 1 only where every rank's weights are finite
+                values = self.group.average(values.cpu())
+            values = values.tolist()
         metrics = dict(zip(self.history_keys, values[:-1], strict=True))
         return metrics, values[-1] == 1.0
 
@@ -185,7 +194,10 @@ class EpochTrainer:
         """A lean step per optimizer, built from the optimizers' current state: called at
         the start of each epoch, since a rollback or a resumed checkpoint may have replaced
         that state."""
-        return {name: AdamStep(optimizer) for name, optimizer in self.optimizers.items()}
+        before_step = None if self.group is None else self.group.average_gradients
+        return {
+            name: AdamStep(optimizer, before_step) for name, optimizer in self.optimizers.items()
+        }
 
     # -- the whole fit ---------------------------------------------------------------------
     def fit(self, on_epoch_end: EpochCallback | None = None) -> dict[str, list[float]]:
@@ -329,64 +341,105 @@ class Trainer(EpochTrainer):
         prior sample beside each row comes from the prior's region for that row's class,
         and the discriminator sees the class's one-hot vector after both the prior sample
         and the code."""
-        module, prior, config, generator = self.module, self.prior, self.config, self.generator
-        discriminator = module.discriminator
-        steps = self._lean_steps()
-        autoencoder_opt, discriminator_opt, generator_opt = (steps[name] for name in OPTIMIZERS)
-        bce = nn.functional.binary_cross_entropy_with_logits
         x_all = self.x_all
         n = len(x_all)
-        batch_size = max(1, min(config.batch_size, n))
-        device = x_all.device
-        discriminator_targets = DiscriminatorTargets(batch_size, device)
-
-        totals = torch.zeros(len(HISTORY_KEYS), device=device)
-        order = torch.randperm(n, generator=generator, device=device)
+        batch_size = max(1, min(self.config.batch_size, n))
+        order = torch.randperm(n, generator=self.generator, device=x_all.device)
         classes = self.classes
-        if classes is not None:
-            one_hot = torch.eye(module.n_classes, device=device)
+        epoch = _Epoch(self, batch_size, x_all.device)
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size]
-            x = x_all[index]
-            m = len(x)
-            if classes is not None:
-                batch_classes = classes[index]
-                condition = one_hot[batch_classes]
+            epoch.step(x_all[index], None if classes is None else classes[index])
+        return self._epoch_result(epoch.totals, n)
 
-            # 1. reconstruction phase
-            z = module.encode(x, generator)
-            reconstruction = mean_reconstruction_error(module.decode(z), x, module.loss)
-            autoencoder_opt.step_on(reconstruction)
 
-            # 2a. regularization: the discriminator learns prior = real, codes = fake
-            if classes is None:
-                real = prior.sample(m, generator)
-                logits = discriminator(torch.cat([real, z.detach()]))
-            else:
-                real = prior.sample(m, generator, labels=batch_classes)
-                real = torch.cat([real, condition], 1)
-                logits = discriminator(torch.cat([real, torch.cat([z.detach(), condition], 1)]))
-            targets, is_real = discriminator_targets.for_batch(m)
-            discriminator_loss = bce(logits, targets)
-            discriminator_opt.step_on(discriminator_loss)
+class StreamingTrainer(Trainer):
+    """A :class:`Trainer` whose epochs take their batches from ``batches()``, a new pass
+    over rows that need not fit in memory (unscaled rows on the module's device), instead
+    of from one tensor of every row."""
 
-            # 2b. regularization: the encoder learns to make D call its codes real
-            with self._discriminators_frozen():
-                code = module.encode(x, generator)
-                if classes is not None:
-                    code = torch.cat([code, condition], 1)
-                generator_logits = discriminator(code)
-                generator_loss = bce(generator_logits, discriminator_targets.ones[:m])
-                generator_opt.step_on(generator_loss)
+    def __init__(
+        self,
+        module: AAEModule,
+        prior: Prior,
+        batches: Callable[[], Iterator[torch.Tensor]],
+        config: TrainingConfig,
+        generator: torch.Generator,
+    ):
+        device = module.center.device
+        super().__init__(module, prior, torch.empty(0, *module.center.shape, device=device),
+                         config, generator)  # fmt: skip
+        self.batches = batches
 
-            with torch.no_grad():
-                accuracy = (logits > 0).eq_(is_real).float().mean()
-                totals.add_(
-                    torch.stack([reconstruction, discriminator_loss, generator_loss, accuracy]),
-                    alpha=m,
-                )
+    def run_epoch(self) -> tuple[dict[str, float], bool]:
+        epoch = _Epoch(self, self.config.batch_size, self.module.center.device)
+        n = 0
+        for rows in self.batches():
+            epoch.step(self.module.scale_input(rows), None)
+            n += len(rows)
+        if n == 0:
+            raise ValueError("the rows to train on are empty in this pass over the data")
+        return self._epoch_result(epoch.totals, n)
 
-        return self._epoch_result(totals, n)
+
+class _Epoch:
+    """One epoch's steps: each batch's two phases, and the metrics' running sums."""
+
+    def __init__(self, trainer: Trainer, batch_size: int, device: torch.device):
+        self.trainer = trainer
+        steps = trainer._lean_steps()
+        self.autoencoder, self.discriminator_step, self.generator_step = (
+            steps[name] for name in OPTIMIZERS
+        )
+        self.targets = DiscriminatorTargets(batch_size, device)
+        self.totals = torch.zeros(len(HISTORY_KEYS), device=device)
+        module = trainer.module
+        self.one_hot = None
+        if trainer.classes is not None:
+            self.one_hot = torch.eye(module.n_classes, device=device)
+
+    def step(self, x: torch.Tensor, batch_classes: torch.Tensor | None) -> None:
+        """The paper's two phases on the scaled rows ``x`` (and their classes)."""
+        trainer = self.trainer
+        module, prior, generator = trainer.module, trainer.prior, trainer.generator
+        discriminator = module.discriminator
+        bce = nn.functional.binary_cross_entropy_with_logits
+        m = len(x)
+        if batch_classes is not None:
+            condition = self.one_hot[batch_classes]
+
+        # 1. reconstruction phase
+        z = module.encode(x, generator)
+        reconstruction = mean_reconstruction_error(module.decode(z), x, module.loss)
+        self.autoencoder.step_on(reconstruction)
+
+        # 2a. regularization: the discriminator learns prior = real, codes = fake
+        if batch_classes is None:
+            real = prior.sample(m, generator)
+            logits = discriminator(torch.cat([real, z.detach()]))
+        else:
+            real = prior.sample(m, generator, labels=batch_classes)
+            real = torch.cat([real, condition], 1)
+            logits = discriminator(torch.cat([real, torch.cat([z.detach(), condition], 1)]))
+        targets, is_real = self.targets.for_batch(m)
+        discriminator_loss = bce(logits, targets)
+        self.discriminator_step.step_on(discriminator_loss)
+
+        # 2b. regularization: the encoder learns to make D call its codes real
+        with trainer._discriminators_frozen():
+            code = module.encode(x, generator)
+            if batch_classes is not None:
+                code = torch.cat([code, condition], 1)
+            generator_logits = discriminator(code)
+            generator_loss = bce(generator_logits, self.targets.ones[:m])
+            self.generator_step.step_on(generator_loss)
+
+        with torch.no_grad():
+            accuracy = (logits > 0).eq_(is_real).float().mean()
+            self.totals.add_(
+                torch.stack([reconstruction, discriminator_loss, generator_loss, accuracy]),
+                alpha=m,
+            )
 
 
 def _cloned(value: Any) -> Any:

@@ -32,6 +32,9 @@ OTHER = "<other>"
 _TRUE, _FALSE = {"true"}, {"false"}
 # Dates and times as databases and spreadsheets export them: 2024-01-31, 2024-01-31
 # 12:00:00(.123)(+01:00), 31/01/2024 (12:00), 12:00:00.
+# 1,234.5  1.234,5  1 234  1'234  12,5: numbers that pandas leaves as text unless told the
+# separators
+_GROUPED_NUMBER = re.compile(r"^[+-]?\d{1,3}([,.' \u00a0]\d{3})+([.,]\d+)?$|^[+-]?\d+,\d+$")
 _TIMESTAMP = re.compile(
     r"^\s*(\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?"
     r"|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}( \d{1,2}:\d{2}(:\d{2})?)?"
@@ -210,7 +213,8 @@ class TableSchema:
             raise ValueError(
                 f"X has column{'s' if len(extra) > 1 else ''} "
                 f"{', '.join(map(repr, extra[:5]))} that the model was not fitted on; leave "
-                "them out (drop_columns, --drop-column) or fit on a table that has them"
+                f"{'them' if len(extra) > 1 else 'it'} out (drop_columns, --drop-column) or fit "
+                "on a table that has them"
             )
         return [frame.iloc[:, position[c.name]] for c in self.columns]
 
@@ -350,8 +354,17 @@ def _kind_of_values(label: str, series, present) -> str:
         bad = present[parsed.isna()]
         raise ValueError(
             f"column {label}: {bad.iloc[0]!r} in row {bad.index[0]} is not a number, "
-            f"while {parsed.notna().mean():.0%} of the column are; correct it, or leave "
-            "the cell empty to mark it missing"
+            f"while {int(parsed.notna().sum()):,} of its {len(present):,} cells are; "
+            "correct it, or leave the cell empty to mark it missing"
+        )
+    grouped = text.str.match(_GROUPED_NUMBER).to_numpy(dtype=bool)
+    plain = pandas.to_numeric(text, errors="coerce").notna().to_numpy()
+    if grouped.any() and (grouped | plain).mean() >= 0.9:
+        raise ValueError(
+            f"column {label} holds numbers written as text with a thousands separator or "
+            f"a decimal comma (e.g. {text[grouped].iloc[0]!r}), which "
+            "would be taken for categories; read them as numbers: --thousands and --decimal "
+            "on the command line, thousands= and decimal= of pandas.read_csv"
         )
     return "categorical"
 
@@ -457,7 +470,6 @@ def _encode_column(column: Column, series, missing: str, index) -> np.ndarray:
 
         text = series.astype(str).to_numpy(dtype=object)
         text[mask] = column.fill
-        # -1 for a value never seen in training (pandas deprecates Categorical for that)
         codes = pandas.Index(column.categories).get_indexer(text).astype(np.int64)
         codes[codes < 0] = len(column.categories)  # never seen in training: "other"
         encoded = np.zeros((len(text), column.width))

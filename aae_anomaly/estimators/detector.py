@@ -11,6 +11,7 @@ score's normalization and threshold), :mod:`aae_anomaly.scoring` (the components
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import torch
@@ -18,12 +19,13 @@ from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ..engine.distributed import current_group, rank_seed
 from ..engine.inference import encode_rows, inference_ready, inference_threads
 from ..engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
-from ..engine.training import Trainer
+from ..engine.training import StreamingTrainer, Trainer
 from ..scoring import ScoreCalibration, available_components, joint_coordinates, raw_components
 from ..scoring.conditioning import check_prior
-from . import calibration, fitting, labels
+from . import calibration, fitting, labels, streaming
 from .building import (
     architecture_and_input_shape,
     build_detector_module,
@@ -31,8 +33,17 @@ from .building import (
     resolved_latent_dim,
     training_config,
 )
-from .scaling import input_scaling, scaling_groups
-from .validation import check_detector_params, check_int, finite, scoring_rows, training_rows
+from .scaling import channel_range, input_scaling, scaling_groups
+from .validation import (
+    FLOAT32_MAX,
+    check_detector_params,
+    check_int,
+    check_values,
+    finite,
+    fitted_rows,
+    scoring_rows,
+    training_rows,
+)
 
 
 class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
@@ -137,6 +148,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         Only when ``X`` was a DataFrame or ``missing="impute"``: each column's kind
         (numeric, boolean, categorical with its categories), the values missing cells
         take, and the columns left out (see :mod:`aae_anomaly.estimators.columns`).
+    input_range_ : ndarray of shape (2, channels)
+        Only for image models (an input shape of several dimensions): the smallest and
+        largest training value of each channel, the grey scale of pictures of samples.
     normal_classes_ : ndarray
         Only after ``fit(X, classes=...)``: the classes of normal data, sorted; class
         ``normal_classes_[k]`` has the prior's ``k``-th region.
@@ -241,8 +255,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         )
         train_rows = X[train_index]
         train_classes = None if class_index is None else class_index[train_index]
+        group = current_group()
         checkpoint = fitting.open_checkpoint(
-            self, checkpoint_dir, train_rows, resume, train_classes
+            self, checkpoint_dir, train_rows, resume, train_classes, group
         )
         architecture, input_shape = architecture_and_input_shape(self, image_shape, X.shape[1])
         self.latent_dim_ = resolved_latent_dim(self.latent_dim, X.shape[1])
@@ -257,13 +272,112 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         with seeded(seed, device) as generator, flush_denormals():
             module = self._build(architecture, input_shape, train_rows, reference, known_anomalies)
             module = module.to(device)
+            if group is not None:
+                # every rank has every row and builds the same networks; it trains on its
+                # own shard and draws its own samples (see engine.distributed)
+                group.broadcast_module(module)
+                generator.manual_seed(rank_seed(seed, group.rank))
+                shard = group.shard(len(train_rows))
+                train_rows = train_rows[shard]
+                train_classes = None if train_classes is None else train_classes[shard]
             self.history_ = self._train(
                 module, prior, train_rows, train_classes, generator, checkpoint,
-                reference, known_anomalies,
+                reference, known_anomalies, group,
             )
+            self.__dict__.pop("distributed_", None)
+            if group is not None:
+                self.distributed_ = group.describe()
             self.module_, self.prior_, self.device_ = module, prior, device
             self.input_shape_ = input_shape
+            self.__dict__.pop("input_range_", None)
+            value_range = channel_range(train_rows, input_shape)
+            if value_range is not None:
+                self.input_range_ = value_range
             self._calibrate(X, X[calibration_index])
+        return self
+
+    def fit_chunks(
+        self,
+        chunks,
+        *,
+        sample_rows: int = streaming.DEFAULT_SAMPLE_ROWS,
+        shuffle_rows: int = streaming.DEFAULT_SHUFFLE_ROWS,
+    ):
+        """Fit on normal rows that come in parts, more than memory may hold.
+
+        ``chunks`` is a callable that starts a new pass over the parts each time it is
+        called (e.g. ``lambda: pandas.read_csv(path, chunksize=65536)``), each part a
+        DataFrame or an array, as ``fit`` takes them. The parts are read once to draw a
+        uniform sample of ``sample_rows`` rows, from which the table's schema, the input
+        scaling, the calibration rows and the reference rows are learned, then once per
+        epoch to train on every row but the calibration ones, in batches drawn from a
+        shuffle buffer of ``shuffle_rows`` rows; memory holds the sample, the buffer and
+        one part. With fewer rows than ``sample_rows`` the statistics are those of all
+        rows; :mod:`aae_anomaly.estimators.streaming` says what differs otherwise.
+        ``streamed_rows_`` is the number of rows read in a pass.
+        """
+        self._check_params()
+        check_int("sample_rows", sample_rows)
+        check_int("shuffle_rows", shuffle_rows)
+        if not callable(chunks):
+            raise TypeError(
+                "chunks must be a callable that returns a new iterator over the parts each "
+                f"time (the rows are read once per epoch), got {type(chunks).__name__}"
+            )
+        if current_group() is not None:
+            raise ValueError("fit_chunks trains in one process; under torchrun use fit")
+        rng = check_random_state(self.random_state)
+        sample, numbers, n_rows = streaming.reservoir(chunks(), sample_rows, rng)
+        X, image_shape = training_rows(self, sample, None)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        train_index, calibration_index = calibration.split_calibration(
+            len(X), self.calibration_fraction, rng
+        )
+        if isinstance(calibration_index, slice):  # too few rows to hold any back
+            held_back = np.empty(0, dtype=np.int64)
+        else:
+            held_back = np.sort(numbers[calibration_index])
+        train_sample = X[train_index]
+        architecture, input_shape = architecture_and_input_shape(self, image_shape, X.shape[1])
+        self.latent_dim_ = resolved_latent_dim(self.latent_dim, X.shape[1])
+        prior = create_prior(self.prior, self.latent_dim_, self.prior_params or {})
+        self.__dict__.pop("normal_classes_", None)
+        self.__dict__.pop("distributed_", None)
+        reference = fitting.capped(train_sample, rng) if self.n_neighbors else None
+        device = resolve_device(self.device)
+        self.input_shape_ = input_shape  # the parts are checked against it
+        names = getattr(self, "feature_names_in_", None)
+        schema = getattr(self, "schema_", None)
+        if schema is not None:
+            names = schema.encoded_names()
+
+        def encode(part) -> np.ndarray:
+            rows = fitted_rows(self, part, ensure_all_finite=False)
+            check_values(rows, names, limit=FLOAT32_MAX)
+            return rows
+
+        with seeded(seed, device) as generator, flush_denormals():
+            module = self._build(architecture, input_shape, train_sample, reference, None)
+            module = module.to(device)
+            batch_size = max(1, self.batch_size)
+
+            def batches():
+                return streaming.training_batches(
+                    encode, chunks(), held_back, batch_size, shuffle_rows, generator, device
+                )
+
+            with compute_threads(module, device) as workers:
+                trainer = StreamingTrainer(module, prior, batches, training_config(self),
+                                           generator)  # fmt: skip
+                self.history_ = fitting.train(self, trainer, None)
+                del trainer
+                if reference is not None:
+                    module.reference.copy_(
+                        joint_coordinates(module, reference, None, device, workers)
+                    )
+            self.module_, self.prior_, self.device_ = module, prior, device
+            self._calibrate(X, X[calibration_index])
+        self.streamed_rows_ = n_rows
         return self
 
     def _build(self, architecture, input_shape, train_rows, reference, known_anomalies):
@@ -279,7 +393,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
 
     def _train(
         self, module, prior, train_rows, train_classes, generator, checkpoint, reference,
-        known_anomalies,
+        known_anomalies, group=None,
     ) -> dict[str, list[float]]:
         """Train ``module``, then fill its reference sets: the (code, residual) coordinates
         of the ``reference`` normal rows and of the known anomalies."""
@@ -289,10 +403,18 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         if train_classes is not None:
             row_classes = torch.as_tensor(train_classes, device=device)
         with compute_threads(module, device) as workers:
-            trainer = Trainer(
-                module, prior, rows, training_config(self), generator, row_classes
-            )
-            history = fitting.train(self, trainer, checkpoint)
+            config = training_config(self)
+            if group is not None:
+                # the ranks' batches together make one batch of batch_size rows, so a
+                # step averages as many rows as in a fit on one process
+                config = dataclasses.replace(
+                    config, batch_size=-(-config.batch_size // group.world_size)
+                )
+            trainer = Trainer(module, prior, rows, config, generator, row_classes)
+            trainer.group = group
+            history = fitting.train(self, trainer, checkpoint, show=group is None or group.is_main)
+            if group is not None:
+                group.check_same_weights(module)
             del rows, trainer
             for buffer, kept in ((module.reference, reference),
                                  (module.anomaly_reference, known_anomalies)):

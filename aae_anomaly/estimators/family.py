@@ -14,6 +14,8 @@ code is a class part and a Gaussian style part (see that module for the phases).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, ClusterMixin, TransformerMixin
@@ -29,10 +31,12 @@ from ..engine.categorical import (
     decode_categorical,
     encode_categorical,
 )
+from ..engine.distributed import current_group
 from ..engine.inference import inference_threads
 from ..engine.runtime import compute_threads, flush_denormals, resolve_device, seeded
 from .building import architecture_and_input_shape, training_config
 from .labels import fitted_class_indices, label_dtype, targets, unlabelled_rows
+from .persistence import save_family
 from .progress import progress_bar
 from .scaling import input_scaling, scaling_groups
 from .validation import (
@@ -85,6 +89,11 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
         architecture, input_shape = architecture_and_input_shape(self, image_shape, X.shape[1])
         infers = self._infers_category
         code_size = self.style_dim + (n_categories if infers else 0)
+        if current_group() is not None:
+            raise ValueError(
+                f"{type(self).__name__} trains in one process; distributed training "
+                "(torchrun) is for AAEDetector (aae-anomaly fit)"
+            )
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         device = resolve_device(self.device)
@@ -109,9 +118,11 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
                 self.history_ = trainer.fit(progress_bar(self, _PROGRESS_METRICS))
         self.module_, self.device_, self.input_shape_ = module, device, input_shape
 
-    def _encoded(self, X) -> tuple[np.ndarray | None, np.ndarray]:
-        """Class probabilities and style codes of new rows."""
-        X = fitted_rows(self, X)
+    def _encoded(self, X, checked: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
+        """Class probabilities and style codes of new rows (``checked``: rows that are
+        already the networks' numbers, as the fit's own)."""
+        if not checked:
+            X = fitted_rows(self, X)
         with inference_threads(self.module_, self.device_) as workers:
             return encode_categorical(self.module_, X, None, self.device_, workers)
 
@@ -123,6 +134,11 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
         """Names of the ``transform`` output columns: ``style0``, ``style1``, ..."""
         check_is_fitted(self)
         return np.asarray([f"style{i}" for i in range(self.style_dim)], dtype=object)
+
+    def save(self, path) -> None:
+        """Write the fitted estimator to one safetensors file, atomically; read it back
+        with :func:`aae_anomaly.load` (no pickle, like a detector's model file)."""
+        save_family(self, path)
 
 
 _SHARED_PARAMETERS = """
@@ -219,16 +235,30 @@ class SupervisedAAE(_CategoricalAAE):
         self._fit_network(X, image_shape, labels.astype(np.int64), len(self.classes_))
         return self
 
-    def sample(self, n_samples: int = 1, y=None, style=None, random_state=None) -> np.ndarray:
-        """Draw ``n_samples`` rows of class ``y`` in style ``style``.
+    def sample(
+        self, n_samples: int = 1, y=None, style=None, random_state=None, *, classes=None
+    ) -> np.ndarray:
+        """Draw ``n_samples`` rows of the given ``classes`` in style ``style``.
 
-        ``y``: one class for every sample, or one per sample; ``None`` draws classes
-        uniformly. ``style``: one style code (``(style_dim,)``, used for every sample) or
-        one per sample (``(n_samples, style_dim)``), e.g. from ``transform``; ``None``
+        ``classes``: one class for every sample, or one per sample; ``None`` draws classes
+        uniformly (``y`` is its deprecated name, as ``AAEDetector.sample`` calls it
+        ``classes``). ``style``: one style code (``(style_dim,)``, used for every sample)
+        or one per sample (``(n_samples, style_dim)``), e.g. from ``transform``; ``None``
         draws styles from the Gaussian prior.
         """
         check_is_fitted(self)
         check_int("n_samples", n_samples)
+        if y is not None:
+            if classes is not None:
+                raise TypeError("give classes alone; y is its deprecated name")
+            warnings.warn(
+                "SupervisedAAE.sample(y=...) is deprecated and will be removed in the next "
+                "release; use sample(n, classes=...), as for AAEDetector",
+                FutureWarning,
+                stacklevel=2,
+            )
+            classes = y
+        y = classes
         rng = check_random_state(random_state)
         if y is None:
             index = rng.randint(len(self.classes_), size=n_samples)
@@ -237,7 +267,7 @@ class SupervisedAAE(_CategoricalAAE):
             values = np.full(n_samples, values.item()) if values.ndim == 0 else values
             if values.shape != (n_samples,):
                 raise ValueError(
-                    f"y must be one class or one per sample ({n_samples}), got shape "
+                    f"classes must be one class or one per sample ({n_samples}), got shape "
                     f"{values.shape}"
                 )
             index = fitted_class_indices(self.classes_, values)
@@ -445,16 +475,28 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
         self._fit_network(
             X, image_shape, None, int(self.n_clusters), balance_weight=float(self.balance_weight)
         )
-        self.labels_ = self.predict(X)
+        # the fit's rows are already encoded: a table's text columns are numbers now
+        self.labels_ = self._encoded(X, checked=True)[0].argmax(axis=1)
         return self
 
     def predict(self, X) -> np.ndarray:
         """The cluster of each row: its most probable category."""
         return self._encoded(X)[0].argmax(axis=1)
 
-    def cluster_probabilities(self, X) -> np.ndarray:
-        """Each row's probability of each of the ``n_clusters`` categories."""
+    def predict_proba(self, X) -> np.ndarray:
+        """Each row's probability of each of the ``n_clusters`` categories, shape
+        ``(n, n_clusters)``; ``predict`` is its argmax."""
         return self._encoded(X)[0]
+
+    def cluster_probabilities(self, X) -> np.ndarray:
+        """Deprecated name of :meth:`predict_proba`, which scikit-learn users look for."""
+        warnings.warn(
+            "AAEClustering.cluster_probabilities is deprecated and will be removed in the "
+            "next release; use predict_proba",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.predict_proba(X)
 
 
 

@@ -26,11 +26,12 @@ PROGRESS_METRICS = {
 
 
 def open_checkpoint(
-    estimator, directory, train_rows: np.ndarray, resume: bool, classes=None
+    estimator, directory, train_rows: np.ndarray, resume: bool, classes=None, group=None
 ) -> Checkpoint | None:
     """The checkpoint of this fit in ``directory`` (None without one): identified by the
     estimator's parameters and a digest of its training rows (and classes), so that only
-    the same fit resumes it."""
+    the same fit resumes it. In a distributed fit each rank has its own file (its own
+    random generator's state), and the number of ranks is part of the identity."""
     if directory is None:
         return None
     seed = estimator.random_state
@@ -47,7 +48,11 @@ def open_checkpoint(
     identity = {"params": params, "training_rows_sha256": data_digest(train_rows)}
     if classes is not None:
         identity["training_classes_sha256"] = data_digest(classes)
-    checkpoint = Checkpoint(directory, identity)
+    rank = 0
+    if group is not None:
+        identity["distributed"] = group.describe()
+        rank = group.rank
+    checkpoint = Checkpoint(directory, identity, rank)
     if checkpoint.exists() and not resume:
         raise CheckpointError(
             f"{checkpoint.path} already holds a checkpoint ({checkpoint.epochs_done()} of "
@@ -56,16 +61,19 @@ def open_checkpoint(
     return checkpoint
 
 
-def train(estimator, trainer: Trainer, checkpoint: Checkpoint | None) -> dict[str, list[float]]:
+def train(
+    estimator, trainer: Trainer, checkpoint: Checkpoint | None, show: bool = True
+) -> dict[str, list[float]]:
     """Run ``trainer`` to the end, from the checkpoint when there is one, writing the
-    checkpoint after every epoch and showing progress when the estimator is verbose."""
+    checkpoint after every epoch and showing progress when the estimator is verbose (and
+    ``show``: one rank of a distributed fit shows it)."""
     if checkpoint is not None and checkpoint.exists():
         checkpoint.restore(trainer)
-    return trainer.fit(_epoch_callback(estimator, trainer, checkpoint))
+    return trainer.fit(_epoch_callback(estimator, trainer, checkpoint, show))
 
 
-def _epoch_callback(estimator, trainer: Trainer, checkpoint) -> Callable | None:
-    progress = progress_bar(estimator, PROGRESS_METRICS, initial=trainer.epoch)
+def _epoch_callback(estimator, trainer: Trainer, checkpoint, show: bool) -> Callable | None:
+    progress = progress_bar(estimator, PROGRESS_METRICS, initial=trainer.epoch) if show else None
     if checkpoint is None:
         return progress
 

@@ -1,5 +1,7 @@
-"""Model files of :class:`~aae_anomaly.estimators.detector.AAEDetector`: what the
-document holds beside the tensors, and how a detector is rebuilt from it.
+"""Model files of :class:`~aae_anomaly.estimators.detector.AAEDetector` and of the class
+and style family (``SupervisedAAE``, ``AAEClassifier``, ``AAEClustering``, format version
+4, with an ``estimator`` field): what the document holds beside the tensors, and how an
+estimator is rebuilt from it.
 
 The document (see :mod:`aae_anomaly.io.modelfile` for the container) holds the
 estimator's parameters, the prior and encoder plugins (name, options, and the
@@ -81,8 +83,16 @@ def _describe(detector) -> dict[str, Any]:
     }
     if normal_classes is not None:
         document["normal_classes"] = normal_classes.tolist()
+    distributed = getattr(detector, "distributed_", None)
+    if distributed is not None:
+        # optional, like every field that only describes: readers that predate it skip it
+        document["distributed"] = dict(distributed)
     if version == 3:
         document["columns"] = schema.to_dict()
+    value_range = getattr(detector, "input_range_", None)
+    if value_range is not None:
+        # optional: readers that predate it ignore it, so the format version stays
+        document["input_range"] = {"low": value_range[0].tolist(), "high": value_range[1].tolist()}
     return document
 
 
@@ -112,6 +122,127 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
         params["input_shape"] = [int(s) for s in params["input_shape"]]
     return params
 
+
+
+# The class-and-style family's files: format version 4, which earlier readers refuse
+# (they would take the file for a detector's).
+FAMILY_FORMAT_VERSION = 4
+FAMILY = ("SupervisedAAE", "AAEClassifier", "AAEClustering")
+# The cluster of each training row (AAEClustering.labels_), kept beside the networks.
+TRAINING_LABELS = "training_labels"
+
+
+def save_family(estimator, path: str | os.PathLike) -> None:
+    """Write a fitted estimator of the family to ``path`` atomically."""
+    check_is_fitted(estimator)
+    tensors = dict(estimator.module_.state_dict())
+    labels = getattr(estimator, "labels_", None)
+    if labels is not None:
+        tensors[TRAINING_LABELS] = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    write_model_file(path, tensors, _describe_family(estimator))
+
+
+def _describe_family(estimator) -> dict[str, Any]:
+    from .._version import __version__
+
+    schema = getattr(estimator, "schema_", None)
+    names = getattr(estimator, "feature_names_in_", None)
+    if schema is not None:
+        names = schema.encoded_names() if schema.named or schema.encodes else None
+    classes = getattr(estimator, "classes_", None)
+    options = create_architecture(estimator.encoder, estimator.encoder_params or {}).options()
+    document = {
+        "format_version": FAMILY_FORMAT_VERSION,
+        "estimator": type(estimator).__name__,
+        "library_version": __version__,
+        "torch_version": torch.__version__,
+        "params": _json_params(estimator.get_params(deep=False)),
+        "encoder": _plugin_entry("encoder", estimator.encoder, options),
+        "input_shape": list(estimator.input_shape_),
+        "n_features_in": int(np.prod(estimator.input_shape_)),
+        "feature_names_in": None if names is None else [str(n) for n in names],
+        "n_categories": int(estimator.module_.n_categories),
+        "classes": None if classes is None else classes.tolist(),
+        "history": {k: [float(v) for v in vs] for k, vs in estimator.history_.items()},
+    }
+    if schema is not None and (schema.encodes or schema.ignored):
+        document["columns"] = schema.to_dict()
+    return document
+
+
+def check_family_document(path, document: Any, known_params: set[str]) -> None:
+    """Check every field of a family estimator's document (see check_detector_document)."""
+
+    def fail(field: str, expected: str) -> ModelFileError:
+        return field_error(path, document, field, expected)
+
+    _check_common_fields(path, document, known_params, ("encoder",))
+    n_categories = document.get("n_categories")
+    if not (is_int(n_categories) and n_categories >= 1):
+        raise fail("n_categories", "a positive integer")
+    classes = document.get("classes")
+    if document["estimator"] == "AAEClustering":
+        if classes is not None:
+            raise fail("classes", "null for AAEClustering")
+    elif not (
+        isinstance(classes, list)
+        and len(classes) == n_categories
+        and (all(is_int(c) for c in classes) or all(isinstance(c, str) for c in classes))
+        and len(set(classes)) == len(classes)
+        and classes == sorted(classes)
+    ):
+        raise fail("classes", f"a sorted list of {n_categories} distinct integers or strings")
+
+
+def restore_family(estimator, path, document: dict[str, Any], tensors, device):
+    """Fill ``estimator`` (a family estimator made from the document's checked
+    parameters) with the fitted state of the model file at ``path``, on ``device``."""
+    from ..engine.categorical import CategoricalAAEModule
+
+    input_shape = tuple(document["input_shape"])
+    n_features, n_categories = document["n_features_in"], document["n_categories"]
+    architecture = _rebuild(path, "encoder", document["encoder"], None)
+    infers = type(estimator)._infers_category
+    code_size = estimator.style_dim + (n_categories if infers else 0)
+    labels = tensors.pop(TRAINING_LABELS, None)
+
+    def build():
+        encoder, decoder = architecture.build(input_shape, n_categories + estimator.style_dim,
+                                              code_size)  # fmt: skip
+        return CategoricalAAEModule(
+            encoder, decoder, input_shape, n_categories, estimator.style_dim, infers,
+            estimator.reconstruction_loss, torch.zeros(n_features), torch.ones(n_features),
+        )  # fmt: skip
+
+    try:
+        with torch.device("meta"):  # shapes first, before memory is allocated
+            expected = build().state_dict()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: the encoder cannot be rebuilt: {exc}") from None
+    _check_tensors_fit(path, expected, tensors)
+    module = build()
+    module.load_state_dict(tensors, strict=True)
+    try:
+        resolved = resolve_device(device)
+    except ValueError as exc:
+        raise ModelFileError(f"cannot load {path}: {exc}") from None
+    estimator.module_ = module.to(resolved).eval()
+    estimator.device_, estimator.input_shape_ = resolved, input_shape
+    estimator.history_ = document["history"]
+    estimator.n_features_in_ = n_features
+    schema = _schema(path, document)
+    if schema is not None:
+        estimator.schema_ = schema
+        estimator.n_features_in_ = schema.n_inputs
+        if schema.named:
+            estimator.feature_names_in_ = np.asarray(schema.names, dtype=object)
+    if document["classes"] is not None:
+        estimator.classes_ = np.asarray(document["classes"])
+    if labels is not None:
+        if labels.dim() != 1 or labels.dtype != torch.int64:
+            raise ModelFileError(f"{path}: tensor {TRAINING_LABELS} is not a list of integers")
+        estimator.labels_ = labels.numpy()
+    return estimator
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -159,7 +290,7 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
         resolved = resolve_device(device)
     except ValueError as exc:
         raise ModelFileError(f"cannot load {path}: {exc}") from None
-    return _restore_fitted_state(
+    restored = _restore_fitted_state(
         detector,
         module=module,
         prior=prior,
@@ -171,7 +302,12 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
         feature_names=document["feature_names_in"],
         normal_classes=normal_classes,
         schema=_schema(path, document),
+        distributed=document.get("distributed"),
     )
+    value_range = document.get("input_range")
+    if value_range is not None:
+        restored.input_range_ = np.array([value_range["low"], value_range["high"]], dtype=float)
+    return restored
 
 
 def _schema(path, document: dict[str, Any]) -> TableSchema | None:
@@ -313,8 +449,12 @@ def _restore_fitted_state(
     feature_names: list[str] | None = None,
     normal_classes: list | None = None,
     schema: TableSchema | None = None,
+    distributed: dict | None = None,
 ):
     """Set the learned attributes a fit sets, from stored state."""
+    detector.__dict__.pop("distributed_", None)
+    if distributed is not None:
+        detector.distributed_ = dict(distributed)
     if normal_classes is not None:
         detector.normal_classes_ = np.asarray(normal_classes)
     detector.module_ = module.to(device).eval()
@@ -344,40 +484,7 @@ def check_detector_document(path, document: Any, known_params: set[str]) -> None
     def fail(field: str, expected: str) -> ModelFileError:
         return field_error(path, document, field, expected)
 
-    params = document.get("params")
-    known = known_params
-    if not isinstance(params, dict) or not set(params) <= known:
-        raise fail("params", f"an object with some of the keys {sorted(known)}")
-    if params.get("input_shape") is not None:
-        if not (
-            isinstance(params["input_shape"], list)
-            and all(is_int(s) and s > 0 for s in params["input_shape"])
-        ):
-            raise fail("params", "an object whose input_shape is null or positive integers")
-        params["input_shape"] = tuple(params["input_shape"])
-    for kind in ("prior", "encoder"):
-        entry = document.get(kind)
-        if not (
-            isinstance(entry, dict)
-            and isinstance(entry.get("name"), str)
-            and isinstance(entry.get("options"), dict)
-            and isinstance(entry.get("plugin"), str)
-            and all(is_str_or_none(entry.get(k, 0)) for k in ("distribution", "version"))
-        ):
-            raise fail(kind, "an object with name, options, plugin, distribution and version")
-    shape = document.get("input_shape")
-    if not (isinstance(shape, list) and shape and all(is_int(s) and s > 0 for s in shape)):
-        raise fail("input_shape", "a list of positive integers")
-    n_features = document.get("n_features_in")
-    if not is_int(n_features) or n_features != math.prod(shape):
-        raise fail("n_features_in", f"the size of input_shape, {math.prod(shape)}")
-    names = document.get("feature_names_in")
-    if names is not None and not (
-        isinstance(names, list)
-        and len(names) == n_features
-        and all(isinstance(n, str) for n in names)
-    ):
-        raise fail("feature_names_in", f"null or a list of {n_features} strings")
+    shape, n_features = _check_common_fields(path, document, known_params, ("prior", "encoder"))
     calibration = document.get("calibration")
     if not (
         isinstance(calibration, dict)
@@ -403,14 +510,82 @@ def check_detector_document(path, document: Any, known_params: set[str]) -> None
         and classes == sorted(classes)
     ):
         raise fail("normal_classes", "a sorted list of distinct integers or strings")
+    distributed = document.get("distributed")
+    if distributed is not None and not (
+        isinstance(distributed, dict)
+        and set(distributed) == {"world_size", "backend"}
+        and isinstance(distributed["world_size"], int)
+        and distributed["world_size"] >= 2
+        and isinstance(distributed["backend"], str)
+    ):
+        raise fail("distributed", "absent, or an object with world_size (2 or more) and backend")
+    value_range = document.get("input_range")
+    if value_range is not None and not (
+        len(shape) > 1
+        and isinstance(value_range, dict)
+        and set(value_range) == {"low", "high"}
+        and all(
+            isinstance(value_range[k], list)
+            and len(value_range[k]) == shape[0]
+            and all(is_number(v) for v in value_range[k])
+            for k in ("low", "high")
+        )
+        and all(lo <= hi for lo, hi in zip(value_range["low"], value_range["high"], strict=True))
+    ):
+        raise fail(
+            "input_range",
+            f"absent, or for an image model an object of {shape[0]} smallest (low) and "
+            "largest (high) training values, one per channel",
+        )
     if not is_number(document.get("offset")):
         raise fail("offset", "a number")
+
+
+def _check_common_fields(path, document: Any, known_params: set[str], plugins: tuple[str, ...]):
+    """The fields every estimator's document has: parameters, plugins, the input shape,
+    the feature names and the history; returns the input shape and its size."""
+
+    def fail(field: str, expected: str) -> ModelFileError:
+        return field_error(path, document, field, expected)
+
+    params = document.get("params")
+    known = known_params
+    if not isinstance(params, dict) or not set(params) <= known:
+        raise fail("params", f"an object with some of the keys {sorted(known)}")
+    if params.get("input_shape") is not None:
+        if not (
+            isinstance(params["input_shape"], list)
+            and all(is_int(s) and s > 0 for s in params["input_shape"])
+        ):
+            raise fail("params", "an object whose input_shape is null or positive integers")
+        params["input_shape"] = tuple(params["input_shape"])
+    for kind in plugins:
+        entry = document.get(kind)
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("name"), str)
+            and isinstance(entry.get("options"), dict)
+            and isinstance(entry.get("plugin"), str)
+            and all(is_str_or_none(entry.get(k, 0)) for k in ("distribution", "version"))
+        ):
+            raise fail(kind, "an object with name, options, plugin, distribution and version")
+    shape = document.get("input_shape")
+    if not (isinstance(shape, list) and shape and all(is_int(s) and s > 0 for s in shape)):
+        raise fail("input_shape", "a list of positive integers")
+    n_features = document.get("n_features_in")
+    if not is_int(n_features) or n_features != math.prod(shape):
+        raise fail("n_features_in", f"the size of input_shape, {math.prod(shape)}")
+    names = document.get("feature_names_in")
+    if names is not None and not (
+        isinstance(names, list)
+        and len(names) == n_features
+        and all(isinstance(n, str) for n in names)
+    ):
+        raise fail("feature_names_in", f"null or a list of {n_features} strings")
     history = document.get("history")
     if not (
         isinstance(history, dict)
         and all(isinstance(v, list) and all(is_number(x) for x in v) for v in history.values())
     ):
         raise fail("history", "an object of lists of numbers")
-
-
-
+    return shape, n_features

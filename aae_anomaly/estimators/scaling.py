@@ -51,3 +51,13 @@ def input_scaling(
         scale = np.repeat(scale, n_columns // groups)
     return center.astype(np.float32), scale.astype(np.float32)
 
+
+
+def channel_range(rows: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray | None:
+    """The smallest and largest training value of each channel of image rows (an input
+    shape of several dimensions), shape ``(2, channels)``; None for flat rows, whose
+    columns have no common unit. Pictures of decoded images use it as their grey scale."""
+    if len(input_shape) < 2:
+        return None
+    values = rows.astype(np.float64, copy=False).reshape(len(rows), input_shape[0], -1)
+    return np.stack([np.nanmin(values, axis=(0, 2)), np.nanmax(values, axis=(0, 2))])

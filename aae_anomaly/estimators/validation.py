@@ -278,8 +278,17 @@ def training_rows(estimator, X, y) -> tuple[np.ndarray, tuple[int, ...] | None]:
     """
     X, image_shape = flatten_images(X)
     missing = getattr(estimator, "missing", "error")
-    ignored = check_column_list("id_columns", getattr(estimator, "id_columns", None))
-    ignored += check_column_list("drop_columns", getattr(estimator, "drop_columns", None))
+    ignored = []
+    for parameter, option in (("id_columns", "--id-column"), ("drop_columns", "--drop-column")):
+        names = check_column_list(parameter, getattr(estimator, parameter, None))
+        if is_frame(X):
+            absent = [n for n in names if n not in X.columns]
+            if absent:
+                raise ValueError(
+                    f"X has no column {absent[0]!r} ({parameter}, {option}); its columns: "
+                    f"{', '.join(map(str, X.columns))}"
+                )
+        ignored += names
     estimator.__dict__.pop("schema_", None)
     if is_frame(X):
         schema, rows = TableSchema.fit_frame(X, ignored, missing)

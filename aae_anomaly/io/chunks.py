@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def check_column_kinds(columns) -> dict[str, str]:
 
 def csv_chunks(
     path: str | Path, chunk_rows: int, columns: dict[str, str] | None = None,
-    delimiter: str = "", decimal: str = "", encoding: str = "utf-8",
+    delimiter: str = "", decimal: str = "", encoding: str = "utf-8", thousands: str = "",
 ) -> Iterator:
     """The rows of a CSV file with a header line, ``chunk_rows`` at a time (a part may hold
     fewer, blank lines being skipped), at least one part (with no rows for a file that
@@ -59,11 +60,11 @@ def csv_chunks(
     check_chunk_rows(chunk_rows)
     columns = check_column_kinds(columns)
     path = Path(path)
-    dialect = csv_dialect(path, delimiter, decimal, encoding)
+    dialect = csv_dialect(path, delimiter, decimal, encoding, thousands)
     text_encoding = "utf-8" if dialect.encoding == "utf-8-sig" else dialect.encoding
     if "\n".encode(text_encoding) != b"\n" or '"'.encode(text_encoding) != b'"':
         # e.g. UTF-16: lines cannot be found in the bytes; such files are read whole
-        frame = read_csv_table(path, delimiter, decimal, encoding)
+        frame = read_csv_table(path, delimiter, decimal, encoding, thousands)
         for start in range(0, max(len(frame), 1), chunk_rows):
             yield frame.iloc[start : start + chunk_rows]
         return
@@ -166,7 +167,10 @@ class _BlockParser:
 
     def _read(self, data: bytes, dtypes: dict, first_line: int):
         try:
-            return self.pandas.read_csv(io.BytesIO(data), dtype=dtypes or None, **self.options)
+            with warnings.catch_warnings():
+                # as for the whole file (read_csv_table): the schema reads such a column
+                warnings.simplefilter("ignore", self.pandas.errors.DtypeWarning)
+                return self.pandas.read_csv(io.BytesIO(data), dtype=dtypes or None, **self.options)
         except self.pandas.errors.ParserError as exc:
             # pandas counts the lines of the part, whose line 2 is the file's first_line
             message = re.sub(

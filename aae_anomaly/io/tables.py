@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ class ReadOptions:
     delimiter: str | None = None
     decimal: str | None = None
     encoding: str = "utf-8"
+    thousands: str | None = None
 
 
 def read_data(
@@ -84,7 +86,7 @@ def _loader_call(
         if suffix == ".csv":
             options = options or ReadOptions()
             extra = {"delimiter": options.delimiter or "", "decimal": options.decimal or "",
-                     "encoding": options.encoding}
+                     "encoding": options.encoding, "thousands": options.thousands or ""}
         else:
             extra = {}
         if label_column:
@@ -110,15 +112,24 @@ def _looks_like_path(name: str) -> bool:
 
 
 def read_csv_table(
-    path: str | Path, delimiter: str = "", decimal: str = "", encoding: str = "utf-8"
+    path: str | Path, delimiter: str = "", decimal: str = "", encoding: str = "utf-8",
+    thousands: str = "",
 ):
     """A CSV file with a header line as a pandas DataFrame, its delimiter and decimal mark
-    detected unless given; header names stripped of spaces and of a byte-order mark."""
+    detected unless given; header names stripped of spaces and of a byte-order mark.
+    ``thousands``: the thousands separator of numbers such as ``1,234.5`` (none by
+    default: such cells stay text, and the model's schema names the column)."""
     pandas = require_pandas()
     path = Path(path)
-    dialect = csv_dialect(path, delimiter, decimal, encoding)
+    dialect = csv_dialect(path, delimiter, decimal, encoding, thousands)
     try:
-        frame = pandas.read_csv(path, **dialect.pandas_options())
+        with warnings.catch_warnings():
+            # pandas parses a long file in blocks, and a column whose blocks parse to
+            # different types (numbers, then a text cell) comes as objects, with this
+            # warning; the model's schema reads such a column cell by cell and names a
+            # stray cell itself. (low_memory=False would avoid it at 2.5x the time.)
+            warnings.simplefilter("ignore", pandas.errors.DtypeWarning)
+            frame = pandas.read_csv(path, **dialect.pandas_options())
     except UnicodeDecodeError as exc:
         raise encoding_error(path, dialect.encoding, exc) from None
     except pandas.errors.EmptyDataError:
@@ -141,17 +152,22 @@ class CsvDialect:
     delimiter: str
     decimal: str
     encoding: str
+    thousands: str | None = None
 
     def pandas_options(self) -> dict[str, Any]:
         return {
             "sep": self.delimiter, "decimal": self.decimal, "encoding": self.encoding,
-            "low_memory": False, "skipinitialspace": True,
+            "skipinitialspace": True, "thousands": self.thousands,
         }
 
 
-def csv_dialect(path: Path, delimiter: str = "", decimal: str = "", encoding: str = "utf-8"):
+def csv_dialect(
+    path: Path, delimiter: str = "", decimal: str = "", encoding: str = "utf-8",
+    thousands: str = "",
+) -> CsvDialect:
     """The :class:`CsvDialect` of ``path``, from its first lines; ValueError for an empty
-    file, an unknown encoding or text that is not in ``encoding``."""
+    file, an unknown encoding, text that is not in ``encoding``, or a header naming a
+    column twice."""
     encoding = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
         with path.open("rb") as handle:
@@ -164,7 +180,10 @@ def csv_dialect(path: Path, delimiter: str = "", decimal: str = "", encoding: st
     if not sample.strip():
         raise ValueError(f"{path} is empty")
     delimiter = delimiter or sniff_delimiter(sample)
-    return CsvDialect(delimiter, decimal or sniff_decimal(sample, delimiter), encoding)
+    check_header(path, sample, delimiter)
+    return CsvDialect(
+        delimiter, decimal or sniff_decimal(sample, delimiter), encoding, thousands or None
+    )
 
 
 def needs_short_line_check(frame) -> bool:
@@ -185,6 +204,18 @@ def check_short_lines(path, lines, first_number: int, delimiter: str, width: int
                 f"{path} is not a well-formed CSV file: line {number} has {fields} "
                 f"field{'s' if fields != 1 else ''} where the header has {width}"
             )
+
+
+def check_header(path: Path, sample: str, delimiter: str) -> None:
+    """Raise for a column name that repeats, which pandas would rename silently (``a``,
+    ``a.1``), and for an empty header line."""
+    header = next(csv.reader(sample.splitlines()[:1], delimiter=delimiter), [])
+    names = [name.strip().lstrip("\ufeff") for name in header]
+    seen = set()
+    for name in names:
+        if name and name in seen:
+            raise ValueError(f"{path}: the header names column {name!r} twice; rename one")
+        seen.add(name)
 
 
 def encoding_error(

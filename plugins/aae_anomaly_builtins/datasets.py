@@ -26,14 +26,15 @@ def _existing(path: str) -> Path:
 
 def load_csv(
     path: str = "", label: str = "", delimiter: str = "", decimal: str = "",
-    encoding: str = "utf-8",
+    encoding: str = "utf-8", thousands: str = "",
 ) -> Dataset:
     """Rows of a CSV file with a header line, as a DataFrame whose columns keep their
     types. ``label`` names the column holding the labels, which is then left out of the
     features. ``delimiter`` (``,`` ``;`` tab or ``|``) and ``decimal`` (``.`` or ``,``)
-    are detected from the first lines unless given; a UTF-8 byte-order mark is dropped."""
+    are detected from the first lines unless given; a UTF-8 byte-order mark is dropped.
+    ``thousands`` is the thousands separator of numbers such as ``1,234.5``."""
     file = _existing(path)
-    frame = read_csv_table(file, delimiter, decimal, encoding)
+    frame = read_csv_table(file, delimiter, decimal, encoding, thousands)
     return _table(frame, label, file)
 
 
@@ -52,12 +53,12 @@ def _table(frame, label: str, file: Path) -> Dataset:
 
 def read_csv_chunks(
     chunk_rows: int, columns=None, path: str = "", label: str = "", delimiter: str = "",
-    decimal: str = "", encoding: str = "utf-8",
+    decimal: str = "", encoding: str = "utf-8", thousands: str = "",
 ):
     """``csv``'s rows, ``chunk_rows`` at a time; ``columns`` (name -> kind) parses every
     chunk alike."""
     file = _existing(path)
-    for frame in csv_chunks(file, chunk_rows, columns, delimiter, decimal, encoding):
+    for frame in csv_chunks(file, chunk_rows, columns, delimiter, decimal, encoding, thousands):
         yield _table(frame, label, file)
 
 
