@@ -236,3 +236,22 @@ def test_a_plugins_chunked_reader_is_used_by_score(fresh_plugins, tmp_path, file
     assert list(rows["row"]) == [str(i) for i in range(25)]
     np.testing.assert_array_equal(rows["score"], -detector.score_samples(plugin.load(25).X))
     assert load_dataset_chunks("synthetic:n=10", 4) is None  # no reader: read whole
+
+
+def test_table_options_reach_every_chunk(files, tmp_path):
+    # semicolons, decimal commas and thousands separators, as a spreadsheet exports them
+    frame = pd.read_csv(files / "test.csv", dtype=str, keep_default_na=False).iloc[:40]
+    frame["amount"] = [f"{1000 + i}.{i:02d}".replace(".", ",") for i in range(40)]
+    frame.loc[::3, "amount"] = [f"1.{i:03d},5" for i in range(len(frame.loc[::3]))]
+    frame.to_csv(tmp_path / "european.csv", sep=";", index=False)
+    args = ["--thousands", ".", "--decimal", ","]
+    chunked = run("score", files / "model.aae", tmp_path / "european.csv", *args, "--chunk-rows", 3)
+    whole = run("score", files / "model.aae", tmp_path / "european.csv", *args)
+    assert chunked.exit_code == 0, chunked.output
+    assert chunked.stdout == whole.stdout
+    detector = aae_anomaly.load(files / "model.aae")
+    expected = pd.read_csv(tmp_path / "european.csv", sep=";", decimal=",", thousands=".")
+    assert expected["amount"].iloc[3] == 1001.5
+    np.testing.assert_array_equal(
+        _read_scores(chunked.stdout)["score"], -detector.score_samples(expected.drop(columns="id"))
+    )
