@@ -164,6 +164,7 @@ def address(client) -> str:
 def test_a_parquet_folder_gives_the_parquet_table_one_process_writes(
     client, model, rows, tmp_path
 ):
+    rows = rows.drop(columns="event id")  # so that the rows are numbered across the files
     data = tmp_path / "events"
     data.mkdir()
     for i, piece in enumerate(np.array_split(np.arange(len(rows)), 3)):
@@ -176,9 +177,18 @@ def test_a_parquet_folder_gives_the_parquet_table_one_process_writes(
     assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == [
         "part.00000.parquet", "part.00001.parquet", "part.00002.parquet",
     ]
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(tmp_path / "scores"), pd.read_parquet(tmp_path / "one.parquet")
-    )
+    scores = pd.read_parquet(tmp_path / "scores")
+    np.testing.assert_array_equal(scores["row"], np.arange(len(rows)))
+    pd.testing.assert_frame_equal(scores, pd.read_parquet(tmp_path / "one.parquet"))
+
+
+def test_a_file_with_other_columns_is_named(client, model, csv_parts, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.csv").write_bytes((csv_parts / "part-1.csv").read_bytes())
+    pd.read_csv(csv_parts / "part-2.csv").drop(columns="latency").to_csv(data / "b.csv")
+    result = run("score", model, data, "-o", tmp_path / "s", "--dask", address(client))
+    assert_bad_input(result, "partition 1 of 2: ", "b.csv has the columns")
 
 
 class KillOnce(distributed.WorkerPlugin):

@@ -92,7 +92,8 @@ def score_on_dask(
     with connect(scheduler) as client, dask.config.set({"dataframe.convert-string": False}):
         rows = dask.dataframe.from_map(
             read_partition, list(range(len(files))), [str(f) for f in files],
-            args=(len(files), read_options), meta=_meta(columns), label="read-partition",
+            args=(len(files), read_options, columns), meta=_meta(columns),
+            label="read-partition",
             enforce_metadata=False,
         )
         scores = aae_dask.score_partitions(
@@ -170,18 +171,28 @@ def _meta(columns: list[str]):
     return pandas.DataFrame({name: pandas.Series([], dtype=object) for name in columns})
 
 
-def read_partition(number: int, path: str, count: int, options: ReadOptions):
-    """Partition ``number`` (of ``count``): the rows of file ``path``, read as a
-    single-process ``score`` reads them; an unreadable file is a ValueError naming it."""
+def read_partition(number: int, path: str, count: int, options: ReadOptions, expected):
+    """Partition ``number`` (of ``count``, from 0): the rows of file ``path``, read as a
+    single-process ``score`` reads them. A file that cannot be read, or whose columns are
+    not those ``expected`` (the first file's), is a ValueError naming it. (A parameter
+    named ``columns`` would receive dask's column projection.)"""
     try:
         if path.lower().endswith(".parquet"):
-            return read_parquet_table(path)
-        return read_csv_table(
-            path, options.delimiter or "", options.decimal or "", options.encoding,
-            options.thousands or "",
-        )
+            frame = read_parquet_table(path)
+        else:
+            frame = read_csv_table(
+                path, options.delimiter or "", options.decimal or "", options.encoding,
+                options.thousands or "",
+            )
     except (ValueError, OSError) as exc:
         raise ValueError(f"partition {number} of {count} cannot be read: {exc}") from None
+    found = [str(c) for c in frame.columns]
+    if set(found) != set(expected):
+        raise ValueError(
+            f"partition {number} of {count}: {path} has the columns {', '.join(found)}; the "
+            f"first file has {', '.join(expected)}"
+        )
+    return frame
 
 
 # -- the cluster -------------------------------------------------------------------------------
@@ -282,8 +293,7 @@ def _write_csv(client, parts, output: str) -> None:
     nothing is written unless every partition was scored."""
     import pandas
 
-    tables = _compute(client, parts)
-    whole = pandas.concat(tables, ignore_index=True) if tables else None
+    whole = pandas.concat(_compute(client, parts), ignore_index=True)
     write_table({name: whole[name].to_numpy() for name in whole.columns}, output)
 
 
