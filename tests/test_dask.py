@@ -285,3 +285,13 @@ def test_an_id_column_the_files_lack_is_named_before_any_work(model, csv_parts, 
         "--id-column", "order",
     )
     assert_bad_input(result, "part-1.csv has no column 'order' (--id-column)")
+
+
+def test_a_bad_model_file_is_named_before_the_cluster_is_reached(csv_parts, tmp_path):
+    bad = tmp_path / "bad.aae"
+    bad.write_bytes(b"not a model")
+    # nothing listens on port 1: reaching for the cluster first would fail otherwise
+    result = run(
+        "score", bad, csv_parts / "part-*.csv", "-o", tmp_path / "s", "--dask", "tcp://127.0.0.1:1"
+    )
+    assert_bad_input(result, "bad.aae is not an aae-anomaly model file")

@@ -89,22 +89,23 @@ def score_on_dask(
     dropped = [*drop_columns, *([label_column] if label_column else [])]
     # dask would turn text columns into its own string type; the rows go to the model as
     # the single-process reader gives them
-    with connect(scheduler) as client, dask.config.set({"dataframe.convert-string": False}):
+    with dask.config.set({"dataframe.convert-string": False}):
         rows = dask.dataframe.from_map(
             read_partition, list(range(len(files))), [str(f) for f in files],
             args=(len(files), read_options, columns), meta=_meta(columns),
-            label="read-partition",
-            enforce_metadata=False,
+            label="read-partition", enforce_metadata=False,
         )
+        # the model is loaded and checked here, before a cluster is started or reached
         scores = aae_dask.score_partitions(
             model, rows, id_columns=id_columns, classes_column=classes_column,
             drop_columns=dropped, device=device,
         )
         parts = scores.to_delayed()
-        if to_csv:
-            _write_csv(client, parts, output)
-        else:
-            _write_parquet_folder(client, dask, parts, Path(output))
+        with connect(scheduler) as client:
+            if to_csv:
+                _write_csv(client, parts, output)
+            else:
+                _write_parquet_folder(client, dask, parts, Path(output))
 
 
 # -- DATA --------------------------------------------------------------------------------------
@@ -211,10 +212,16 @@ def connect(scheduler: str) -> Iterator:
         count = scheduler.removeprefix("local:")
         if not count.isdigit() or int(count) < 1:
             raise ValueError(f"--dask {scheduler}: local:N needs a number of workers N >= 1")
-        with distributed.LocalCluster(
+        import dask
+
+        # distributed has its workers return freed memory to the system at 64 KiB, which
+        # made scoring 20-30% slower here (benchmarks/scale_dask.py); glibc's default
+        # keeps freed blocks for the next batch
+        untrimmed = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+        with dask.config.set(untrimmed), distributed.LocalCluster(
             n_workers=int(count), threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, silence_logs=logging.CRITICAL,
-        ) as cluster, distributed.Client(cluster) as client:
+        ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
             yield client
         return
     if "://" not in scheduler:
@@ -222,7 +229,9 @@ def connect(scheduler: str) -> Iterator:
             f"--dask {scheduler}: expected a scheduler address such as tcp://host:8786, "
             "or local:N"
         )
-    with distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S) as client:
+    with distributed.Client(
+        scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False
+    ) as client:
         _check_workers(client, scheduler)
         yield client
 
