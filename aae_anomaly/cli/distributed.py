@@ -215,8 +215,8 @@ def connect(scheduler: str) -> Iterator:
         import dask
 
         # distributed has its workers return freed memory to the system at 64 KiB, which
-        # made scoring 20-30% slower here (benchmarks/scale_dask.py); glibc's default
-        # keeps freed blocks for the next batch
+        # made scoring about 25% slower here (docs/dask.md); glibc's default keeps freed
+        # blocks for the next batch
         untrimmed = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
         with dask.config.set(untrimmed), distributed.LocalCluster(
             n_workers=int(count), threads_per_worker=1, processes=True, host="127.0.0.1",
