@@ -20,6 +20,7 @@ from ..estimators.columns import is_frame
 from ..estimators.detector import AAEDetector
 from ..io.tables import OUTPUT_SUFFIXES, check_labels, check_output_path, read_data, write_table
 from .app import BadInput, main, user_errors
+from .distributed import dask_option, score_on_dask
 from .fitconfig import DEFAULTS as FIT_DEFAULTS
 from .fitconfig import merge_settings, parse_options, read_config
 from .inputs import (
@@ -361,9 +362,10 @@ CLASSES_HELP = (
 @drop_column_option()
 @table_options()
 @scoring_device_option()
+@dask_option()
 def score(
     model, data, output, label_column, classes_column, id_columns, drop_columns, read_options,
-    device,
+    device, dask_scheduler,
 ) -> None:
     """Score every row of DATA with MODEL: one output row per input row.
 
@@ -378,8 +380,15 @@ def score(
     Example:
       aae-anomaly score model.aae new.csv -o scores.csv
       aae-anomaly score model.aae new.npy | sort -t, -k1 -g | tail
+      aae-anomaly score model.aae 'events/*.csv' -o scores/ --dask local:4
     """
     with user_errors():
+        if dask_scheduler:
+            return score_on_dask(
+                dask_scheduler, model, data, output, label_column=label_column,
+                classes_column=classes_column, id_columns=id_columns,
+                drop_columns=drop_columns, read_options=read_options, device=device,
+            )
         check_output_path(output, OUTPUT_SUFFIXES)
         detector, dataset, classes = load_model_and_data(
             model, data, label_column, device, classes_column, read_options, drop_columns
