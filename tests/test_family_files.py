@@ -165,3 +165,13 @@ def test_generate_draws_from_a_saved_model_without_data(table, tmp_path):
     assert len(toys) == 4 and set(toys["class"]) == {"toys"}
     assert_bad_input(run("generate", "--model", model, "--class", "cars"), "--class cars")
     assert_bad_input(run("generate", "-o", tmp_path / "x.csv"), "give DATA")
+
+
+def test_dask_scoring_refuses_a_family_file(table, tmp_path):
+    dask_dataframe = pytest.importorskip("dask.dataframe")
+    from aae_anomaly.dask import score_partitions
+
+    frame, _ = table
+    fitted("AAEClustering", table).save(tmp_path / "m.aae")
+    with pytest.raises(ValueError, match="not an anomaly detector"):
+        score_partitions(tmp_path / "m.aae", dask_dataframe.from_pandas(frame, npartitions=2))

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "aae_anomaly"
 # lowest first: each part may import only the parts before it (README.md, "Layout")
 PARTS = (
     "errors", "_version", "_moved", "plugin_system", "io", "engine", "scoring",
-    "estimators", "plotting", "cli", "__init__", "__main__",
+    "estimators", "plotting", "dask", "cli", "__init__", "__main__",
 )
 
 

@@ -19,6 +19,7 @@ from sklearn.exceptions import NotFittedError
 
 import aae_anomaly
 from aae_anomaly import AAEDetector, ModelFileError, UnknownPluginError, load_dataset
+from aae_anomaly.estimators.loading import load_model_bytes
 from aae_anomaly.io import atomic as atomic_module
 from aae_anomaly.io.modelfile import METADATA_KEY, read_header
 from aae_anomaly.plugin_system.manager import get_plugin_manager
@@ -62,6 +63,13 @@ def test_saved_and_loaded_model_gives_bit_identical_scores(fitted, saved, data):
     assert loaded.offset_ == fitted.offset_
     assert loaded.history_ == fitted.history_
     assert loaded.device_ == torch.device("cpu")
+
+
+def test_a_model_files_bytes_load_as_the_file_does(fitted, saved, data):
+    loaded = load_model_bytes(Path(saved).read_bytes(), name=saved)
+    assert_same_scores(fitted, loaded, data)
+    assert loaded.get_params() == fitted.get_params()
+    assert loaded.offset_ == fitted.offset_
 
 
 @pytest.mark.parametrize(
@@ -256,6 +264,11 @@ def test_foreign_and_damaged_files_fail_clearly(make, problem, saved, tmp_path):
         aae_anomaly.load(path)
     assert str(path) in str(caught.value)
     assert "\n" not in str(caught.value)
+    # the same contents as bytes meet the same checks
+    with pytest.raises(ModelFileError, match=problem) as caught:
+        load_model_bytes(Path(path).read_bytes(), name="sent.aae")
+    assert str(caught.value).startswith("sent.aae ")
+    assert "\n" not in str(caught.value)
 
 
 def test_missing_and_directory_paths_fail_clearly(tmp_path):
@@ -271,6 +284,8 @@ def test_flipped_weight_bytes_are_detected(saved):
     write(saved, bytes(content))
     with pytest.raises(ModelFileError, match="corrupted: its weights do not match"):
         aae_anomaly.load(saved)
+    with pytest.raises(ModelFileError, match="corrupted: its weights do not match"):
+        load_model_bytes(bytes(content))
 
 
 @pytest.mark.parametrize(
@@ -302,6 +317,8 @@ def test_inconsistent_documents_fail_clearly(change, problem, saved, tmp_path):
     path = rewrite_document(saved, tmp_path / "edited.aae", change)
     with pytest.raises(ModelFileError, match=problem):
         aae_anomaly.load(path)
+    with pytest.raises(ModelFileError, match=problem):
+        load_model_bytes(Path(path).read_bytes())
 
 
 def test_files_from_before_the_scaling_option_load_as_per_feature(saved, tmp_path):

@@ -27,6 +27,7 @@ from ..io.tables import (
     write_table,
 )
 from .app import BadInput, main, user_errors
+from .distributed import dask_option, score_on_dask
 from .fitconfig import DEFAULTS as FIT_DEFAULTS
 from .fitconfig import merge_settings, parse_options, read_config
 from .inputs import (
@@ -373,13 +374,15 @@ CLASSES_HELP = (
     type=click.IntRange(min=1),
     default=DEFAULT_CHUNK_ROWS,
     help="Rows of a .csv, .parquet or .npy DATA read and scored at a time: memory grows "
-    "with it, not with the size of DATA. Other DATA is read whole.",
+    "with it, not with the size of DATA. Other DATA is read whole; with --dask, each "
+    "file is a partition.",
 )
 @table_options()
 @scoring_device_option()
+@dask_option()
 def score(
     model, data, output, label_column, classes_column, id_columns, drop_columns, chunk_rows,
-    read_options, device,
+    read_options, device, dask_scheduler,
 ) -> None:
     """Score every row of DATA with MODEL: one output row per input row.
 
@@ -399,8 +402,15 @@ def score(
     Example:
       aae-anomaly score model.aae new.csv -o scores.csv
       aae-anomaly score model.aae new.npy | sort -t, -k1 -g | tail
+      aae-anomaly score model.aae 'events/*.csv' -o scores/ --dask local:4
     """
     with user_errors():
+        if dask_scheduler:
+            return score_on_dask(
+                dask_scheduler, model, data, output, label_column=label_column,
+                classes_column=classes_column, id_columns=id_columns,
+                drop_columns=drop_columns, read_options=read_options, device=device,
+            )
         check_output_path(output, OUTPUT_SUFFIXES)
         detector = load_detector(model, device)
         chunks = read_data_chunks(

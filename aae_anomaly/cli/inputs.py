@@ -4,22 +4,13 @@ dropped ones), and a model loaded with the rows it is to be used on."""
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 
 from ..estimators.columns import is_frame
 from ..estimators.loading import load_model
+from ..estimators.scoretable import NAME_WARNINGS, ignore_name_warnings  # noqa: F401
 from ..io.tables import read_data
-
-# scikit-learn's warnings when a table's names meet a model fitted without them, or the
-# reverse: the command line matches columns itself, so they would only confuse
-NAME_WARNINGS = ("X does not have valid feature names", "X has feature names, but")
-
-
-def ignore_name_warnings() -> None:
-    for message in NAME_WARNINGS:
-        warnings.filterwarnings("ignore", message=message)
 
 
 def _require_table(dataset, source: str, option: str) -> None:

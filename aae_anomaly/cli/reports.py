@@ -19,24 +19,9 @@ from sklearn.metrics import (
 
 from ..estimators.building import resolved_latent_dim
 from ..estimators.columns import KINDS as COLUMN_KINDS
+from ..estimators.scoretable import SCORE_COLUMNS, score_table  # noqa: F401  (re-exported)
 from ..io.modelfile import ModelHeader
 from ..plugin_system.manager import KINDS, PluginManager
-
-# The score table's columns, in the order of the .npy output's columns.
-SCORE_COLUMNS = (
-    "score", "reconstruction", "discriminator", "density", "neighbors", "is_anomaly",
-)
-
-
-def score_table(detector, X, classes=None) -> dict[str, np.ndarray]:
-    """``score``, each component, and ``is_anomaly`` (1 where ``predict`` gives -1);
-    ``classes``: each row's class, for a model fitted with classes."""
-    components = detector.score_components(X, classes=classes)
-    # the same arithmetic as decision_function, from the scores already computed
-    flagged = (-components["score"] - detector.offset_) < 0
-    table = {name: components[name] for name in SCORE_COLUMNS if name in components}
-    table["is_anomaly"] = flagged.astype(np.int64)
-    return table
 
 
 @dataclass

@@ -18,12 +18,14 @@ import hashlib
 import json
 import math
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as deserialize_tensors
 from safetensors.torch import save as serialize_tensors
 
 from ..errors import ModelFileError
@@ -99,9 +101,35 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     """The checked JSON document and the tensors (on the CPU) of a model file, whose
     checksum is verified."""
     document, tensors = _open(path, load_tensors=True)
+    _check_digest(path, document, tensors)
+    return document, tensors
+
+
+def read_model_bytes(
+    data: bytes, name: str = "<bytes>"
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """What :func:`read_model_file` gives, from a model file's contents (read elsewhere,
+    or sent over a network), with the same checks; ``name`` names them in errors (the
+    file they came from, say)."""
+    try:
+        tensors = deserialize_tensors(bytes(data))
+        # safetensors has validated the header above; its metadata is not returned, so
+        # it is read here: an 8-byte little-endian length, then that much JSON
+        (size,) = struct.unpack("<Q", data[:8])
+        metadata = json.loads(bytes(data[8 : 8 + size])).get("__metadata__") or {}
+    except (SafetensorError, ValueError, struct.error, TypeError) as exc:
+        raise ModelFileError(
+            f"{name} is not an aae-anomaly model file (not a readable safetensors file: "
+            f"{_one_line(exc)})"
+        ) from None
+    document = _document(name, metadata)
+    _check_digest(name, document, tensors)
+    return document, tensors
+
+
+def _check_digest(path, document: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     if tensor_digest(tensors) != document["tensors_sha256"]:
         raise ModelFileError(f"{path} is corrupted: its weights do not match their checksum")
-    return document, tensors
 
 
 def field_error(path, document: dict[str, Any], field: str, expected: str) -> ModelFileError:
@@ -135,6 +163,11 @@ def _open(path, load_tensors: bool):
             f"{path} is not an aae-anomaly model file (not a readable safetensors file: "
             f"{_one_line(exc)})"
         ) from None
+    return _document(path, metadata), tensors
+
+
+def _document(path, metadata: dict[str, str]) -> dict[str, Any]:
+    """The checked JSON document in a model file's safetensors metadata."""
     if METADATA_KEY not in metadata:
         raise ModelFileError(
             f"{path} is not an aae-anomaly model file (a safetensors file without "
@@ -146,7 +179,7 @@ def _open(path, load_tensors: bool):
         message = _one_line(exc)[:200] or type(exc).__name__
         raise ModelFileError(f"{path} is corrupted: its metadata is not JSON ({message})") from None
     _check_container(path, document)
-    return document, tensors
+    return document
 
 
 def _one_line(exc: BaseException) -> str:
