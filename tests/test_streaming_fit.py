@@ -102,3 +102,51 @@ def test_bad_parts_and_settings_are_named():
     good[:, 0] = np.arange(50)
     with pytest.raises(ValueError, match="column 1 has 1 missing cell"):
         AAEDetector(epochs=1).fit_chunks(lambda: iter([good, bad]), sample_rows=10)
+
+
+# -- fit --stream ------------------------------------------------------------------------------
+def test_fit_stream_reads_a_table_a_chunk_at_a_time(tmp_path):
+    from conftest import run
+
+    import aae_anomaly
+
+    rng = np.random.default_rng(1)
+    n = 1200
+    table = pd.DataFrame({
+        "order id": np.arange(n),
+        "code": rng.choice(["007", "012", "A1"], n),  # "007" stays text in every chunk
+        "amount": rng.normal(40, 5, n).round(2),
+        "label": (np.arange(n) % 100 == 0).astype(int),
+    })
+    table.loc[table["label"] == 1, "amount"] = 500.0
+    table.to_csv(tmp_path / "rows.csv", index=False)
+    model = tmp_path / "m.aae"
+    result = run("fit", tmp_path / "rows.csv", "-o", model, "--stream", "--chunk-rows", 100,
+                 "--sample-rows", 400, "--id-column", "order id", "--label-column", "label",
+                 "--epochs", 3)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "1188 rows read a chunk at a time" in result.stderr  # the 12 anomalies left out
+    detector = aae_anomaly.load(model)
+    assert sorted(detector.schema_.columns[0].categories) == ["007", "012", "A1"]
+    scores = run("score", model, tmp_path / "rows.csv", "--drop-column", "label",
+                 "-o", tmp_path / "s.csv")  # fmt: skip
+    assert scores.exit_code == 0, scores.output
+    flagged = pd.read_csv(tmp_path / "s.csv")["is_anomaly"].to_numpy()
+    assert flagged[table["label"] == 1].all()
+
+
+def test_fit_stream_names_what_it_cannot_do(tmp_path):
+    from conftest import assert_bad_input, run
+
+    np.savez(tmp_path / "rows.npz", X=np.zeros((20, 3)))
+    np.save(tmp_path / "rows.npy", np.random.default_rng(0).normal(size=(50, 3)))
+    output = tmp_path / "m.aae"
+    assert_bad_input(run("fit", tmp_path / "rows.npz", "-o", output, "--stream"),
+                     "is read whole: fit it without --stream")  # fmt: skip
+    checkpointed = run("fit", tmp_path / "rows.npy", "-o", output, "--stream", "--checkpoint",
+                       tmp_path / "c")  # fmt: skip
+    assert_bad_input(checkpointed, "--stream does not combine with --checkpoint")
+    assert_bad_input(run("fit", tmp_path / "rows.npy", "-o", output, "--stream",
+                         "--chunk-rows", 0), "--chunk-rows must be a positive integer")  # fmt: skip
+    result = run("fit", tmp_path / "rows.npy", "-o", output, "--stream", "--epochs", 1, "-q")
+    assert result.exit_code == 0, result.output

@@ -18,6 +18,7 @@ from click.core import ParameterSource
 from ..engine.model import POSTERIORS
 from ..estimators.columns import is_frame
 from ..estimators.detector import AAEDetector
+from ..estimators.streaming import DEFAULT_SAMPLE_ROWS, DEFAULT_SHUFFLE_ROWS
 from ..io.tables import (
     OUTPUT_SUFFIXES,
     check_labels,
@@ -61,7 +62,7 @@ from .options import (
     verbose_option,
 )
 from .reports import evaluate, score_table
-from .stream import DEFAULT_CHUNK_ROWS, column_kinds, score_chunks
+from .stream import DEFAULT_CHUNK_ROWS, column_kinds, score_chunks, streamed_parts
 from .torchrun import torchrun_processes
 
 # -- fit ---------------------------------------------------------------------------------------
@@ -163,6 +164,31 @@ def _given(ctx: click.Context, name: str) -> bool:
     "settings); it ends with the model an uninterrupted fit gives. Starts from the "
     "beginning when DIR holds no checkpoint yet.",
 )
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Train on DATA a chunk at a time, for files larger than memory (.csv, .parquet, "
+    ".npy): statistics from a uniform sample of --sample-rows rows, batches from a "
+    "shuffle buffer of --shuffle-rows rows; see docs/scale.md.",
+)
+@click.option(
+    "--chunk-rows",
+    type=int,
+    default=DEFAULT_CHUNK_ROWS,
+    help="Rows read at a time with --stream.",
+)
+@click.option(
+    "--sample-rows",
+    type=int,
+    default=DEFAULT_SAMPLE_ROWS,
+    help="Rows sampled for the statistics with --stream.",
+)
+@click.option(
+    "--shuffle-rows",
+    type=int,
+    default=DEFAULT_SHUFFLE_ROWS,
+    help="Rows in the shuffle buffer with --stream.",
+)
 @table_options()
 @quiet_option()
 @verbose_option()
@@ -177,6 +203,10 @@ def fit(
     known_anomalies,
     checkpoint_dir,
     resume,
+    stream,
+    chunk_rows,
+    sample_rows,
+    shuffle_rows,
     read_options,
     quiet,
     verbose,
@@ -199,6 +229,7 @@ def fit(
       aae-anomaly fit synthetic:n=2000 -o model.aae --config settings.toml
       aae-anomaly fit big.csv -o model.aae --checkpoint ckpt/ [--resume]
       aae-anomaly fit orders.csv -o model.aae --id-column "order id" --missing impute
+      aae-anomaly fit events.parquet -o model.aae --stream
     """
     if resume and not checkpoint_dir:
         raise BadInput("--resume needs --checkpoint DIR, the directory to resume from")
@@ -217,46 +248,89 @@ def fit(
         group = exits.enter_context(torchrun_processes(settings))
         if group is not None and not group.is_main:
             quiet = True  # rank 0 speaks for the job
-
-        dataset = read_data(data, label_column, read_options)
-        if (settings["id_columns"] or settings["drop_columns"]) and not is_frame(dataset.X):
-            raise ValueError(
-                f"--id-column and --drop-column apply to .csv and .parquet files, not {data}"
-            )
-        classes = None
-        if classes_column:
-            dataset, classes = pop_column(dataset, data, classes_column)
-        anomaly_labels = None
-        if known_anomalies:
-            rows, anomaly_labels, note = _with_known_anomalies(dataset, data)
-        else:
-            rows, note = _normal_rows(dataset, data)
-            if classes is not None and dataset.y is not None:
-                classes = classes[~check_labels(dataset.y, data, len(dataset.X))]
-        if note and not quiet:
-            click.echo(note, err=True)
-        detector = AAEDetector(**settings, verbose=progress_level(quiet, verbose))
-        if resume and not quiet:
-            click.echo(_resume_note(checkpoint_dir), err=True)
-        n_trained = len(rows) if anomaly_labels is None else int((~anomaly_labels).sum())
-        detector.fit(
-            rows,
-            classes=classes,
-            anomaly_labels=anomaly_labels,
-            checkpoint_dir=checkpoint_dir,
-            resume=resume,
-        )
-        if group is None or group.is_main:
+        if stream:
+            detector = _fit_streamed(
+                data, settings, label_column, read_options, progress_level(quiet, verbose),
+                (chunk_rows, sample_rows, shuffle_rows),
+                classes_column=classes_column, known_anomalies=known_anomalies,
+                checkpoint_dir=checkpoint_dir, group=group,
+            )  # fmt: skip
             detector.save(output)
+            trained = f"{detector.streamed_rows_} rows read a chunk at a time"
+        else:
+            detector, n_trained = _fit_whole(
+                data, settings, label_column, read_options, progress_level(quiet, verbose),
+                quiet, classes_column=classes_column, known_anomalies=known_anomalies,
+                checkpoint_dir=checkpoint_dir, resume=resume,
+            )  # fmt: skip
+            if group is None or group.is_main:
+                detector.save(output)
+            trained = f"{n_trained} rows"
     if not quiet:
         processes = f" in {group.world_size} processes" if group is not None else ""
         click.echo(
             f"saved {output}: {detector.prior} prior, {detector.encoder} encoder, "
-            f"{n_trained} rows, {detector.n_features_in_} columns, {detector.epochs} epochs"
+            f"{trained}, {detector.n_features_in_} columns, {detector.epochs} epochs"
             f"{processes}, threshold score > {-detector.offset_:.4g}; took "
             f"{time.perf_counter() - started:.1f} s",
             err=True,
         )
+
+
+def _fit_whole(
+    data, settings, label_column, read_options, verbose, quiet, *, classes_column,
+    known_anomalies, checkpoint_dir, resume,
+):
+    """``fit``: the detector fitted on DATA read at once, and the rows it trained on."""
+    dataset = read_data(data, label_column, read_options)
+    if (settings["id_columns"] or settings["drop_columns"]) and not is_frame(dataset.X):
+        raise ValueError(
+            f"--id-column and --drop-column apply to .csv and .parquet files, not {data}"
+        )
+    classes = None
+    if classes_column:
+        dataset, classes = pop_column(dataset, data, classes_column)
+    anomaly_labels = None
+    if known_anomalies:
+        rows, anomaly_labels, note = _with_known_anomalies(dataset, data)
+    else:
+        rows, note = _normal_rows(dataset, data)
+        if classes is not None and dataset.y is not None:
+            classes = classes[~check_labels(dataset.y, data, len(dataset.X))]
+    if note and not quiet:
+        click.echo(note, err=True)
+    detector = AAEDetector(**settings, verbose=verbose)
+    if resume and not quiet:
+        click.echo(_resume_note(checkpoint_dir), err=True)
+    n_trained = len(rows) if anomaly_labels is None else int((~anomaly_labels).sum())
+    detector.fit(
+        rows,
+        classes=classes,
+        anomaly_labels=anomaly_labels,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+    )
+    return detector, n_trained
+
+
+def _fit_streamed(
+    data, settings, label_column, read_options, verbose, sizes, *, classes_column,
+    known_anomalies, checkpoint_dir, group,
+):
+    """``fit --stream``: the detector fitted on DATA read a chunk at a time."""
+    refused = [name for name, given in (
+        ("--classes-column", classes_column), ("--known-anomalies", known_anomalies),
+        ("--checkpoint", checkpoint_dir), ("torchrun", group is not None),
+    ) if given]  # fmt: skip
+    if refused:
+        raise ValueError(f"--stream does not combine with {refused[0]}; fit without --stream")
+    chunk_rows, sample_rows, shuffle_rows = sizes
+    if chunk_rows < 1:
+        raise ValueError(f"--chunk-rows must be a positive integer, got {chunk_rows}")
+    ignored = [*(settings["id_columns"] or []), *(settings["drop_columns"] or [])]
+    parts = streamed_parts(data, chunk_rows, label_column, read_options, ignored)
+    detector = AAEDetector(**settings, verbose=verbose)
+    return detector.fit_chunks(parts, sample_rows=sample_rows, shuffle_rows=shuffle_rows)
 
 
 class Interrupted(BaseException):

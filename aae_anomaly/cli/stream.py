@@ -114,3 +114,44 @@ class _Warnings:
         if self.extreme_rows:
             message = extreme_values_message(self.extreme_rows, self.extreme_columns, self.names)
             warnings.warn(ExtremeValueWarning(message), stacklevel=2)
+
+
+# -- fit --stream ---------------------------------------------------------------------------
+def streamed_parts(
+    data: str, chunk_rows: int, label_column: str | None, read_options, ignored: list[str]
+) -> Callable:
+    """A callable that starts a new pass over DATA's normal rows, a chunk at a time, for
+    :meth:`AAEDetector.fit_chunks` (rows labelled 1 are left out, as ``fit`` does).
+
+    Every pass parses each column alike: its kind is learned from the first chunk (ids
+    and dropped columns as text), so that pandas does not guess a column's type anew in
+    each chunk (a code such as ``007`` is text in every chunk, not ``7`` in some)."""
+    from ..estimators.columns import TableSchema
+    from ..io.tables import check_labels, read_data_chunks
+
+    def chunks(kinds):
+        found = read_data_chunks(data, chunk_rows, label_column, read_options, kinds)
+        if found is None:
+            raise ValueError(
+                f"--stream reads .csv, .parquet and .npy files (and dataset plugins with a "
+                f"chunked reader); {data} is read whole: fit it without --stream"
+            )
+        return found
+
+    first = next(iter(chunks(None)))
+    kinds = None
+    if is_frame(first.X):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the fit itself warns, once
+            schema, _ = TableSchema.fit_frame(first.X, ignored, "impute")
+        kinds = {column.name: column.kind for column in schema.columns}
+        kinds.update({name: "text" for name in ignored})
+
+    def parts():
+        for dataset in chunks(kinds):
+            X = dataset.X
+            if dataset.y is not None:
+                X = X[~check_labels(dataset.y, data, len(X))]
+            yield X
+
+    return parts
