@@ -9,7 +9,10 @@ each epoch's elapsed time:
 
 - one process with one thread, and one process with two threads (torch's intra-op
   parallelism, what a plain ``fit`` uses on this machine);
-- ``torchrun --nproc-per-node 2``, each process with one thread (gloo).
+- ``torchrun --nproc-per-node 2``, each process with one thread (gloo);
+
+once with the default networks and once with wider ones (``--wide``), whose steps cost
+more compute against the same number of gradient exchanges.
 
 The time per epoch is the elapsed time at the last epoch over the number of epochs
 (reading the data, building the networks and calibrating excluded). The global batch is
@@ -36,10 +39,13 @@ ELAPSED = re.compile(r"epoch (\d+)/(\d+) .*elapsed ([0-9.]+) s")
 
 
 def epoch_seconds(
-    data: Path, model: Path, epochs: int, batch: int, processes: int, threads: int
+    data: Path, model: Path, epochs: int, batch: int, processes: int, threads: int,
+    hidden: str | None = None,
 ) -> float:
     fit = ["fit", str(data), "-o", str(model), "--epochs", str(epochs), "--batch-size",
            str(batch), "--device", "cpu", "-v"]  # fmt: skip
+    if hidden:
+        fit += ["--encoder-option", f"hidden={hidden}"]
     if processes == 1:
         command = [sys.executable, "-m", "aae_anomaly", *fit]
     else:
@@ -54,7 +60,9 @@ def epoch_seconds(
     return float(last.group(3)) / int(last.group(1))
 
 
-def measure(rows: int, columns: int, epochs: int, batch: int) -> list[tuple[str, float]]:
+def measure(
+    rows: int, columns: int, epochs: int, batch: int, hidden: str | None
+) -> list[tuple[str, float]]:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "rows.npy"
@@ -62,27 +70,27 @@ def measure(rows: int, columns: int, epochs: int, batch: int) -> list[tuple[str,
         runs = [("1 process, 1 thread", 1, 1), ("1 process, 2 threads", 1, 2),
                 ("2 processes (torchrun, gloo), 1 thread each", 2, 1)]  # fmt: skip
         return [
-            (name, epoch_seconds(data, Path(folder) / "m.aae", epochs, batch, p, t))
+            (name, epoch_seconds(data, Path(folder) / "m.aae", epochs, batch, p, t, hidden))
             for name, p, t in runs
         ]
 
 
-def report(figures: list[tuple[str, float]], args) -> str:
-    base = figures[0][1]
+def report(tables: list[tuple[str, list[tuple[str, float]]]], args) -> str:
     lines = [
         "# Training with torch.distributed",
         "",
         f"Written by `python benchmarks/scale_ddp.py --rows {args.rows} --columns "
         f"{args.columns} --epochs {args.epochs} --batch-size {args.batch_size}` "
         f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}). The default detector, the same global batch in "
-        "every run; seconds per epoch from rank 0's `--verbose` log.",
-        "",
-        "| run | s / epoch | speed-up over 1 process, 1 thread |",
-        "|---|---|---|",
+        f"Python {platform.python_version()}). The same global batch in every run; seconds "
+        "per epoch from rank 0's `--verbose` log.",
     ]
-    for name, seconds in figures:
-        lines.append(f"| {name} | {seconds:.3f} | {base / seconds:.2f}x |")
+    for title, figures in tables:
+        base = figures[0][1]
+        lines += ["", f"{title}:", "", "| run | s / epoch | speed-up over 1 process, 1 thread |",
+                  "|---|---|---|"]  # fmt: skip
+        for name, seconds in figures:
+            lines.append(f"| {name} | {seconds:.3f} | {base / seconds:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -92,9 +100,16 @@ def main() -> None:
     parser.add_argument("--columns", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--wide", default="[1024,1024]", help="hidden layers of the wide run")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "scale-ddp.md")
     args = parser.parse_args()
-    text = report(measure(args.rows, args.columns, args.epochs, args.batch_size), args)
+    tables = [
+        ("The default networks", measure(args.rows, args.columns, args.epochs,
+                                         args.batch_size, None)),
+        (f"Wider networks (`--encoder-option hidden={args.wide}`)",
+         measure(args.rows, args.columns, args.epochs, args.batch_size, args.wide)),
+    ]  # fmt: skip
+    text = report(tables, args)
     print(text)
     args.output.write_text(text)
 
