@@ -190,7 +190,8 @@ def format_environment(environment: dict[str, Any]) -> str:
         f"device auto    {environment['auto_device']}",
     ]
     for kind, names in environment["plugins"].items():
-        lines.append(f"{kind + 's':<15}{len(names)}: {', '.join(names) or '-'}")
+        label = kind.replace("_", " ") + "s"
+        lines.append(f"{label + ' ':<15}{len(names)}: {', '.join(names) or '-'}")
     failures = environment["plugin_failures"]
     if failures:
         lines.append(
