@@ -2,7 +2,7 @@
 
     python benchmarks/scale.py [--sizes-gb 0.1,0.4] [--formats csv,npy,parquet]
                                [--chunk-rows N] [--output docs/scale.md] [--data-dir DIR]
-                               [--whole-up-to-gb 0.2] [--report-only]
+                               [--whole-up-to-gb 0.2] [--report-only] [--with dask,ddp]
 
 For each format and size it writes an input file of about that size under a temporary
 folder (16 numeric columns of random normal rows, a block of rows repeated: the content
@@ -18,6 +18,11 @@ Every measurement is kept in ``benchmarks/results/scale.json`` (by format, size 
 size), so a run with other sizes adds rows; the report below the marker line in
 ``--output`` is rewritten from all of them, the text above it kept. Files are deleted as
 soon as they are measured, and the temporary folder at the end.
+
+``--with dask,ddp`` first runs ``scale_dask.py`` (Dask scoring with 1 and 2 worker
+processes, the overhead against one process, and the estimate for 100 machines) and
+``scale_ddp.py`` (training time per epoch with 1 and 2 torchrun processes); their
+reports, also kept in their own files, follow the streaming figures in ``--output``.
 """
 
 from __future__ import annotations
@@ -219,6 +224,28 @@ def report(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The other scale benchmarks: their script, and the report it writes, which is included
+# below the streaming figures (whichever of them have been run).
+PARTS = {
+    "dask": ("scale_dask.py", ROOT / "docs" / "scale-dask.md"),
+    "ddp": ("scale_ddp.py", ROOT / "docs" / "scale-ddp.md"),
+}
+
+
+def _included_reports() -> str:
+    """The Dask and torchrun reports, their titles one level down."""
+    parts = []
+    for script, report_path in PARTS.values():
+        if report_path.exists():
+            text = report_path.read_text().strip()
+            text = text.replace("\n## ", "\n### ")
+            if text.startswith("# "):
+                text = "## " + text[2:]
+            parts.append(f"\n{text}\n\n(from `python benchmarks/{script}`, also in "
+                         f"[{report_path.name}]({report_path.name}))\n")  # fmt: skip
+    return "".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes-gb", default="0.1,0.4",
@@ -234,7 +261,17 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="where the inputs are written")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite --output from the stored results alone")  # fmt: skip
+    parser.add_argument("--with", dest="parts", default="",
+                        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+                        help="also run these benchmarks first: dask (scale_dask.py, about 2 "
+                        "minutes), ddp (scale_ddp.py, about 2 minutes); their reports are "
+                        "included in --output, below the streaming figures")  # fmt: skip
     args = parser.parse_args()
+    unknown_parts = set(args.parts) - set(PARTS)
+    if unknown_parts:
+        parser.error(f"unknown --with parts {sorted(unknown_parts)}; expected some of {PARTS}")
+    for part in args.parts:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / PARTS[part][0])], check=True)
     unknown = set(args.formats) - set(WRITERS)
     if unknown:
         parser.error(f"unknown formats {sorted(unknown)}; expected some of {sorted(WRITERS)}")
@@ -250,7 +287,7 @@ def main() -> None:
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     output = Path(args.output)
     above = output.read_text().split(MARKER)[0] if output.exists() else "# Scale\n\n"
-    output.write_text(above + report(results))
+    output.write_text(above + report(results) + _included_reports())
     print(f"wrote {output}" + ("" if args.report_only else f" and {RESULTS}"))
 
 
