@@ -147,6 +147,6 @@ def test_fit_stream_names_what_it_cannot_do(tmp_path):
                        tmp_path / "c")  # fmt: skip
     assert_bad_input(checkpointed, "--stream does not combine with --checkpoint")
     assert_bad_input(run("fit", tmp_path / "rows.npy", "-o", output, "--stream",
-                         "--chunk-rows", 0), "--chunk-rows must be a positive integer")  # fmt: skip
+                         "--chunk-rows", 0), "Invalid value for '--chunk-rows'")  # fmt: skip
     result = run("fit", tmp_path / "rows.npy", "-o", output, "--stream", "--epochs", 1, "-q")
     assert result.exit_code == 0, result.output

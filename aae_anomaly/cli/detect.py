@@ -173,19 +173,19 @@ def _given(ctx: click.Context, name: str) -> bool:
 )
 @click.option(
     "--chunk-rows",
-    type=int,
+    type=click.IntRange(min=1),
     default=DEFAULT_CHUNK_ROWS,
     help="Rows read at a time with --stream.",
 )
 @click.option(
     "--sample-rows",
-    type=int,
+    type=click.IntRange(min=1),
     default=DEFAULT_SAMPLE_ROWS,
     help="Rows sampled for the statistics with --stream.",
 )
 @click.option(
     "--shuffle-rows",
-    type=int,
+    type=click.IntRange(min=1),
     default=DEFAULT_SHUFFLE_ROWS,
     help="Rows in the shuffle buffer with --stream.",
 )
@@ -325,8 +325,6 @@ def _fit_streamed(
     if refused:
         raise ValueError(f"--stream does not combine with {refused[0]}; fit without --stream")
     chunk_rows, sample_rows, shuffle_rows = sizes
-    if chunk_rows < 1:
-        raise ValueError(f"--chunk-rows must be a positive integer, got {chunk_rows}")
     ignored = [*(settings["id_columns"] or []), *(settings["drop_columns"] or [])]
     parts = streamed_parts(data, chunk_rows, label_column, read_options, ignored)
     detector = AAEDetector(**settings, verbose=verbose)
