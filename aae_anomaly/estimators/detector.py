@@ -272,6 +272,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         with seeded(seed, device) as generator, flush_denormals():
             module = self._build(architecture, input_shape, train_rows, reference, known_anomalies)
             module = module.to(device)
+            value_range = channel_range(train_rows, input_shape)  # of all rows, every rank
             if group is not None:
                 # every rank has every row and builds the same networks; it trains on its
                 # own shard and draws its own samples (see engine.distributed)
@@ -290,7 +291,6 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             self.module_, self.prior_, self.device_ = module, prior, device
             self.input_shape_ = input_shape
             self.__dict__.pop("input_range_", None)
-            value_range = channel_range(train_rows, input_shape)
             if value_range is not None:
                 self.input_range_ = value_range
             self._calibrate(X, X[calibration_index])
