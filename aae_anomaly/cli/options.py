@@ -112,25 +112,23 @@ def table_options():
     return decorate
 
 
+def _column_names_option(flag: str, dest: str, text: str):
+    return click.option(flag, dest, multiple=True, metavar="NAME", help=text)
+
+
 def id_column_option(more: str = ""):
-    return click.option(
-        "--id-column",
-        "id_columns",
-        multiple=True,
-        metavar="NAME",
-        help="A column that identifies rows (an id, a timestamp): not a feature, and copied "
-        "into the output; repeat for several." + more,
-    )
+    return _column_names_option(
+        "--id-column", "id_columns",
+        "A column that identifies rows (an id, a timestamp): not a feature, and copied into "
+        "the output; repeat for several." + more,
+    )  # fmt: skip
 
 
 def drop_column_option(more: str = ""):
-    return click.option(
-        "--drop-column",
-        "drop_columns",
-        multiple=True,
-        metavar="NAME",
-        help="A column to leave out of the features; repeat for several." + more,
-    )
+    return _column_names_option(
+        "--drop-column", "drop_columns",
+        "A column to leave out of the features; repeat for several." + more,
+    )  # fmt: skip
 
 
 def missing_option(default: str):

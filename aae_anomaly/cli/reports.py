@@ -220,9 +220,7 @@ def format_model(header: ModelHeader) -> str:
     final = ", ".join(f"{k} {v[-1]:.4g}" for k, v in history.items() if v and k in losses)
     calibration = doc["calibration"]
     lines = [
-        f"model file     {header.path}",
-        f"format         {doc['format']} version {doc['format_version']}",
-        f"saved by       aae-anomaly {doc['library_version']}, torch {doc['torch_version']}",
+        *_file_lines(header),
         _plugin_line("prior", doc["prior"]),
         _plugin_line("encoder", doc["encoder"]),
         f"latent dim     {_latent_dim(params, doc['n_features_in'])} "
@@ -270,6 +268,16 @@ _CATEGORY_NOUNS = {"AAEClustering": "clusters", "AAEClassifier": "classes",
                    "SupervisedAAE": "classes"}  # fmt: skip
 
 
+def _file_lines(header: ModelHeader) -> list[str]:
+    """The lines every model file's description starts with: where, which format, who."""
+    doc = header.document
+    return [
+        f"model file     {header.path}",
+        f"format         {doc['format']} version {doc['format_version']}",
+        f"saved by       aae-anomaly {doc['library_version']}, torch {doc['torch_version']}",
+    ]
+
+
 def format_family_model(header: ModelHeader) -> str:
     """``info`` for a model file of the class-and-style family."""
     doc = header.document
@@ -283,9 +291,7 @@ def format_family_model(header: ModelHeader) -> str:
               "discriminator_accuracy")  # fmt: skip
     final = ", ".join(f"{k} {v[-1]:.4g}" for k, v in history.items() if v and k in losses)
     lines = [
-        f"model file     {header.path}",
-        f"format         {doc['format']} version {doc['format_version']}",
-        f"saved by       aae-anomaly {doc['library_version']}, torch {doc['torch_version']}",
+        *_file_lines(header),
         f"estimator      {doc['estimator']}, {categories}, style dim {params['style_dim']}",
         _plugin_line("encoder", doc["encoder"]),
         f"input shape    {tuple(doc['input_shape'])}, {doc['n_features_in']} features",

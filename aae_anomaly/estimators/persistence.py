@@ -55,13 +55,9 @@ def _describe(detector) -> dict[str, Any]:
     from .._version import __version__
 
     architecture = _fitted_architecture_options(detector)
-    feature_names = getattr(detector, "feature_names_in_", None)
     normal_classes = getattr(detector, "normal_classes_", None)
-    schema = getattr(detector, "schema_", None)
-    if schema is not None:
-        # the networks' inputs; the table's own columns are in "columns"
-        feature_names = schema.encoded_names() if schema.named or schema.encodes else None
-    if schema is not None and (schema.encodes or schema.ignored):
+    feature_names, columns = _input_fields(detector)
+    if columns is not None:
         version = 3  # earlier versions would read the encoded inputs as the table's columns
     elif normal_classes is not None or detector.module_.anomaly_reference is not None:
         version = 2
@@ -76,7 +72,7 @@ def _describe(detector) -> dict[str, Any]:
         "encoder": _plugin_entry("encoder", detector.encoder, architecture),
         "input_shape": list(detector.input_shape_),
         "n_features_in": int(np.prod(detector.input_shape_)),  # the networks' inputs
-        "feature_names_in": None if feature_names is None else [str(f) for f in feature_names],
+        "feature_names_in": feature_names,
         "calibration": detector.calibration_.to_dict(),
         "offset": float(detector.offset_),
         "history": {k: [float(v) for v in values] for k, values in detector.history_.items()},
@@ -87,13 +83,35 @@ def _describe(detector) -> dict[str, Any]:
     if distributed is not None:
         # optional, like every field that only describes: readers that predate it skip it
         document["distributed"] = dict(distributed)
-    if version == 3:
-        document["columns"] = schema.to_dict()
+    if columns is not None:
+        document["columns"] = columns
     value_range = getattr(detector, "input_range_", None)
     if value_range is not None:
         # optional: readers that predate it ignore it, so the format version stays
         document["input_range"] = {"low": value_range[0].tolist(), "high": value_range[1].tolist()}
     return document
+
+
+def _input_fields(estimator) -> tuple[list[str] | None, dict[str, Any] | None]:
+    """What a document says of the inputs: the networks' input names (a category column
+    gives one per category), and the table's columns when the model encodes them or
+    leaves ids out (else None; such a file needs format 3 or later)."""
+    schema = getattr(estimator, "schema_", None)
+    if schema is None:
+        names = getattr(estimator, "feature_names_in_", None)
+        return (None if names is None else [str(n) for n in names]), None
+    names = schema.encoded_names() if schema.named or schema.encodes else None
+    return names, (schema.to_dict() if schema.encodes or schema.ignored else None)
+
+
+def _restore_inputs(estimator, schema: TableSchema | None, n_features: int) -> None:
+    """Set the fitted input attributes: the networks' width, or the table's columns."""
+    estimator.n_features_in_ = n_features
+    if schema is not None:
+        estimator.schema_ = schema
+        estimator.n_features_in_ = schema.n_inputs
+        if schema.named:
+            estimator.feature_names_in_ = np.asarray(schema.names, dtype=object)
 
 
 def _fitted_architecture_options(detector) -> dict[str, Any]:
@@ -145,10 +163,7 @@ def save_family(estimator, path: str | os.PathLike) -> None:
 def _describe_family(estimator) -> dict[str, Any]:
     from .._version import __version__
 
-    schema = getattr(estimator, "schema_", None)
-    names = getattr(estimator, "feature_names_in_", None)
-    if schema is not None:
-        names = schema.encoded_names() if schema.named or schema.encodes else None
+    names, columns = _input_fields(estimator)
     classes = getattr(estimator, "classes_", None)
     options = create_architecture(estimator.encoder, estimator.encoder_params or {}).options()
     document = {
@@ -160,13 +175,13 @@ def _describe_family(estimator) -> dict[str, Any]:
         "encoder": _plugin_entry("encoder", estimator.encoder, options),
         "input_shape": list(estimator.input_shape_),
         "n_features_in": int(np.prod(estimator.input_shape_)),
-        "feature_names_in": None if names is None else [str(n) for n in names],
+        "feature_names_in": names,
         "n_categories": int(estimator.module_.n_categories),
         "classes": None if classes is None else classes.tolist(),
         "history": {k: [float(v) for v in vs] for k, vs in estimator.history_.items()},
     }
-    if schema is not None and (schema.encodes or schema.ignored):
-        document["columns"] = schema.to_dict()
+    if columns is not None:
+        document["columns"] = columns
     return document
 
 
@@ -229,13 +244,7 @@ def restore_family(estimator, path, document: dict[str, Any], tensors, device):
     estimator.module_ = module.to(resolved).eval()
     estimator.device_, estimator.input_shape_ = resolved, input_shape
     estimator.history_ = document["history"]
-    estimator.n_features_in_ = n_features
-    schema = _schema(path, document)
-    if schema is not None:
-        estimator.schema_ = schema
-        estimator.n_features_in_ = schema.n_inputs
-        if schema.named:
-            estimator.feature_names_in_ = np.asarray(schema.names, dtype=object)
+    _restore_inputs(estimator, _schema(path, document), n_features)
     if document["classes"] is not None:
         estimator.classes_ = np.asarray(document["classes"])
     if labels is not None:
@@ -299,7 +308,6 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
         calibration=calibration,
         offset=document["offset"],
         history=document["history"],
-        feature_names=document["feature_names_in"],
         normal_classes=normal_classes,
         schema=_schema(path, document),
         distributed=document.get("distributed"),
@@ -446,7 +454,6 @@ def _restore_fitted_state(
     calibration: ScoreCalibration,
     offset: float,
     history: dict[str, list[float]],
-    feature_names: list[str] | None = None,
     normal_classes: list | None = None,
     schema: TableSchema | None = None,
     distributed: dict | None = None,
@@ -461,14 +468,8 @@ def _restore_fitted_state(
     detector.latent_dim_ = module.latent_dim
     detector.prior_, detector.device_ = prior, device
     detector.input_shape_ = tuple(input_shape)
-    detector.n_features_in_ = int(np.prod(detector.input_shape_))
-    if schema is not None:
-        detector.schema_ = schema
-        detector.n_features_in_ = schema.n_inputs
-        if schema.named:
-            detector.feature_names_in_ = np.asarray(schema.names, dtype=object)
-    elif feature_names is not None:
-        detector.feature_names_in_ = np.asarray(feature_names, dtype=object)
+    # a file's feature names always come back as a schema (see _schema)
+    _restore_inputs(detector, schema, int(np.prod(detector.input_shape_)))
     detector.calibration_, detector.offset_ = calibration, float(offset)
     detector.history_ = history
     return detector
