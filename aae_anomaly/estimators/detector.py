@@ -102,9 +102,12 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     calibration_fraction : float, default=0.1
         Share of the training rows held back to normalize the score components.
     contamination : "auto" or float in (0, 0.5], default="auto"
-        Expected share of anomalies. ``"auto"`` puts the threshold at the 99th percentile
-        of the held-out normal rows' scores; a float puts it at that quantile of the
-        training rows' scores.
+        Expected share of anomalies in the training rows. ``"auto"`` treats them as clean
+        and puts the threshold at the 99th percentile of the held-out normal rows'
+        scores. A float c puts it at that quantile of the training rows' scores, and the
+        ``neighbors`` component leaves out of its reference rows the 2c share that
+        reconstructs worst, where the anomalies among them gather (see
+        ``docs/scoring.md``).
     device : str, default="auto"
         ``"auto"`` uses CUDA when present, else CPU; or any torch device string.
     missing : {"error", "impute"}, default="error"
@@ -375,6 +378,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                     module.reference.copy_(
                         joint_coordinates(module, reference, None, device, workers)
                     )
+                    self._trim_reference(module)
             self.module_, self.prior_, self.device_ = module, prior, device
             self._calibrate(X, X[calibration_index])
         self.streamed_rows_ = n_rows
@@ -420,7 +424,15 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                                  (module.anomaly_reference, known_anomalies)):
                 if kept is not None:
                     buffer.copy_(joint_coordinates(module, kept, None, device, workers))
+            self._trim_reference(module)
         return history
+
+    def _trim_reference(self, module) -> None:
+        """Leave out the reference rows most likely to be anomalies when the training rows
+        are said to hold some (``contamination`` a float)."""
+        module.reference = fitting.trimmed_reference(
+            module.reference, module.latent_dim, self.contamination
+        )
 
     def _calibrate(self, X: np.ndarray, held_out: np.ndarray) -> None:
         """Normalize the components on the held-out normal rows and set the threshold."""

@@ -7,6 +7,7 @@ import numbers
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from ..engine.checkpoint import Checkpoint, data_digest
 from ..engine.training import Trainer
@@ -83,6 +84,31 @@ def _epoch_callback(estimator, trainer: Trainer, checkpoint, show: bool) -> Call
             progress(epoch, metrics)
 
     return on_epoch_end
+
+
+# With ``contamination`` c, the neighbors component leaves out the reference rows that
+# reconstruct worst, this many times c of them. The autoencoder learns the bulk of the
+# training rows, so anomalies mixed into them reconstruct worse than most normal rows;
+# twice the expected share also catches the anomalies that rank just inside it, and the
+# normal rows lost with them are the sparsest ones, which the remaining rows still cover.
+TRIM_FACTOR = 2.0
+
+
+def trimmed_reference(
+    coordinates: torch.Tensor, latent_dim: int, contamination
+) -> torch.Tensor:
+    """The reference rows' ``(code, residual)`` coordinates without the worst-reconstructed
+    :data:`TRIM_FACTOR` x ``contamination`` share (all of them for ``"auto"``: clean
+    training rows). The order of the kept rows is kept."""
+    if contamination == "auto" or not len(coordinates):
+        return coordinates
+    n_kept = max(1, int(np.ceil(len(coordinates) * (1.0 - TRIM_FACTOR * contamination))))
+    if n_kept >= len(coordinates):
+        return coordinates
+    # squared residual norm: the reconstruction error in the scaled units the model uses
+    error = coordinates[:, latent_dim:].double().square().sum(dim=1).cpu().numpy()
+    kept = np.sort(np.argsort(error, kind="stable")[:n_kept])
+    return coordinates[torch.as_tensor(kept, device=coordinates.device)].contiguous()
 
 
 def capped(rows: np.ndarray | None, rng: np.random.RandomState) -> np.ndarray | None:
