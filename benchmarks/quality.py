@@ -66,15 +66,31 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return X.reshape(len(X), -1).astype(np.float64), y.reshape(-1).astype(int)
 
 
-def protocol_split(X: np.ndarray, y: np.ndarray, seed: int, images: bool = False):
+def protocol_split(
+    X: np.ndarray, y: np.ndarray, seed: int, images: bool = False, contamination: float = 0.0
+):
     """Training rows, test rows and test labels under the shared protocol (scaled: per
-    feature, or with ``images`` one mean and standard deviation for all pixels)."""
+    feature, or with ``images`` one mean and standard deviation for all pixels).
+
+    With ``contamination`` c > 0, the "Contaminated training" protocol: the first
+    m = min(round(c / (1 - c) * n_train_normal), floor(n_anomalies / 2)) of the shuffled
+    anomalies join the training rows, the rest stay in the test set; a training set over
+    :data:`MAX_ROWS` is subsampled keeping the share of anomalies."""
     rng = np.random.default_rng(seed)
     normal = rng.permutation(np.flatnonzero(y == 0))
     anomalies = np.flatnonzero(y != 0)
     n_train = int(0.6 * len(normal))
     train, test_normal = normal[:n_train], normal[n_train:]
-    if len(train) > MAX_ROWS:
+    if contamination > 0:
+        anomalies = rng.permutation(anomalies)
+        m = min(round(contamination / (1 - contamination) * n_train), len(anomalies) // 2)
+        planted, anomalies = anomalies[:m], anomalies[m:]
+        if len(train) + m > MAX_ROWS:
+            m_kept = round(MAX_ROWS * m / (len(train) + m))
+            train = rng.choice(train, MAX_ROWS - m_kept, replace=False)
+            planted = rng.choice(planted, m_kept, replace=False)
+        train = rng.permutation(np.concatenate([train, planted]))
+    elif len(train) > MAX_ROWS:
         train = rng.choice(train, MAX_ROWS, replace=False)
     if len(test_normal) + len(anomalies) > MAX_ROWS:
         keep = max(MAX_ROWS - len(anomalies), 0)
@@ -88,24 +104,34 @@ def protocol_split(X: np.ndarray, y: np.ndarray, seed: int, images: bool = False
 
 
 # -- detectors --------------------------------------------------------------------------
-def make_detector(name: str, n_features: int, seed: int):
-    """A fresh detector with its default settings (the ones a user would start with)."""
+def make_detector(name: str, n_features: int, seed: int, contamination: float = 0.0):
+    """A fresh detector with its default settings (the ones a user would start with),
+    told the share of anomalies in its training rows when there are some."""
     if name == AAE:
         from aae_anomaly import AAEDetector
 
-        return AAEDetector(random_state=seed)
+        return AAEDetector(random_state=seed, contamination=contamination or "auto")
     from pyod.models import auto_encoder, deep_svdd, ecod, iforest, knn, ocsvm, vae
 
+    told = {"contamination": contamination} if contamination else {}
     factories: dict[str, Callable[[], object]] = {
-        "IForest": lambda: iforest.IForest(random_state=seed),
-        "KNN": lambda: knn.KNN(n_neighbors=5, method="largest"),
-        "ECOD": lambda: ecod.ECOD(),
-        "OCSVM": lambda: ocsvm.OCSVM(),
-        "AutoEncoder": lambda: auto_encoder.AutoEncoder(random_state=seed, verbose=0),
-        "VAE": lambda: vae.VAE(random_state=seed, verbose=0),
-        "DeepSVDD": lambda: deep_svdd.DeepSVDD(n_features, random_state=seed, verbose=0),
+        "IForest": lambda: iforest.IForest(random_state=seed, **told),
+        "KNN": lambda: knn.KNN(n_neighbors=5, method="largest", **told),
+        "ECOD": lambda: ecod.ECOD(**told),
+        "OCSVM": lambda: ocsvm.OCSVM(**told),
+        "AutoEncoder": lambda: auto_encoder.AutoEncoder(random_state=seed, verbose=0, **told),
+        "VAE": lambda: vae.VAE(random_state=seed, verbose=0, **told),
+        "DeepSVDD": lambda: deep_svdd.DeepSVDD(
+            n_features, random_state=seed, verbose=0, **told
+        ),
     }
     return factories[name]()
+
+
+def result_key(dataset: str, seed: int, detector: str, contamination: float = 0.0) -> str:
+    """The cache key of one measurement (clean training keeps the first runs' keys)."""
+    key = f"{dataset}|{seed}|{detector}"
+    return f"{key}|c={contamination:g}" if contamination else key
 
 
 def anomaly_scores(detector, X: np.ndarray) -> np.ndarray:
@@ -115,10 +141,12 @@ def anomaly_scores(detector, X: np.ndarray) -> np.ndarray:
     return detector.decision_function(X)
 
 
-def evaluate(name: str, X_train, X_test, y_test, seed: int, image_shape=None) -> dict:
+def evaluate(
+    name: str, X_train, X_test, y_test, seed: int, image_shape=None, contamination: float = 0.0
+) -> dict:
     """Fit on the training rows, score the test rows. With ``image_shape``, the AAE gets
     the rows as images of that shape, their natural form (PyOD takes flat rows only)."""
-    detector = make_detector(name, X_train.shape[1], seed)
+    detector = make_detector(name, X_train.shape[1], seed, contamination)
     if name == AAE and image_shape is not None:
         X_train = X_train.reshape(len(X_train), *image_shape)
         X_test = X_test.reshape(len(X_test), *image_shape)
@@ -182,12 +210,15 @@ def versions() -> dict[str, str]:
     return found
 
 
-def summarise(cache: dict, groups: dict[str, str], seeds) -> dict:
+def summarise(cache: dict, groups: dict[str, str], seeds, contamination: float = 0.0) -> dict:
     """Mean over seeds per (data set, detector); only complete cells count."""
     table: dict[str, dict[str, dict]] = {}
     for dataset in sorted(groups, key=_natural):
         for detector in DETECTORS:
-            runs = [cache["results"].get(f"{dataset}|{seed}|{detector}") for seed in seeds]
+            runs = [
+                cache["results"].get(result_key(dataset, seed, detector, contamination))
+                for seed in seeds
+            ]
             if any(run is None for run in runs):
                 continue
             cell = {
@@ -317,6 +348,47 @@ def summary_lines(table: dict, groups: dict[str, list[str]]) -> list[str]:
     return [*lines, ""]
 
 
+def contaminations(cache: dict) -> list[float]:
+    """The contaminated settings the cache has results for."""
+    found = {float(key.split("|c=")[1]) for key in cache["results"] if "|c=" in key}
+    return sorted(found)
+
+
+def contaminated_lines(
+    contamination: float, clean: dict, table: dict, groups: dict[str, list[str]]
+) -> list[str]:
+    """Each group's means in one contaminated setting beside the clean ones, the drop, and
+    the per-set tables."""
+    lines = []
+    for group, names in sorted(groups.items()):
+        names = sorted(names, key=_natural)
+        detectors = [
+            d for d in DETECTORS
+            if all(d in table.get(n, {}) and d in clean.get(n, {}) for n in names)
+        ]
+        if not detectors:
+            continue
+        title = f"{group}, contaminated training (c = {contamination:g})"
+        lines += [
+            f"## {title}", "",
+            f"A share {contamination:g} of the training rows are anomalies and every detector "
+            "is told that share (`contamination`); the drop is the contaminated mean minus "
+            f"the clean one, over the same {len(names)} data sets and seeds.", "",
+            "| detector | clean ROC-AUC | contaminated | drop | clean AP | contaminated | drop |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for d in detectors:
+            cells = []
+            for metric in ("roc_auc", "average_precision"):
+                before = np.mean([clean[n][d][metric] for n in names])
+                after = np.mean([table[n][d][metric] for n in names])
+                cells += [f"{before:.3f}", f"{after:.3f}", f"{after - before:+.3f}"]
+            lines.append(f"| {d} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines += group_lines(title, table, names, detectors)[2:]
+    return lines
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
@@ -360,6 +432,10 @@ def write_report(cache: dict, groups: dict[str, str], path: Path, seeds) -> None
         present = [det for det in DETECTORS if any(det in table.get(d, {}) for d in names)]
         lines += group_lines(group, table, names, present)
     lines += per_pixel_lines(by_group, seeds)
+    for contamination in contaminations(cache):
+        lines += contaminated_lines(
+            contamination, table, summarise(cache, groups, seeds, contamination), by_group
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
@@ -373,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detectors", default=",".join(DETECTORS),
                         help="comma-separated, from " + ", ".join(DETECTORS))
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--contamination", default="0",
+                        help="comma-separated shares of anomalies moved into the training "
+                        "rows (0 = clean training; e.g. 0.05,0.1)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
     parser.add_argument("--rerun", help="comma-separated detectors to measure again")
@@ -393,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         parser.error(f"unknown detectors {bad}; choose from {list(DETECTORS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        settings = [float(c) for c in args.contamination.split(",")]
+    except ValueError:
+        parser.error(f"--contamination takes comma-separated numbers, got {args.contamination!r}")
+    if any(not 0 <= c < 0.5 for c in settings):
+        parser.error(f"--contamination shares must be in [0, 0.5), got {args.contamination!r}")
     rerun = set(args.rerun.split(",")) if args.rerun else set()
 
     cache = load_cache(args.cache)
@@ -413,17 +498,20 @@ def main(argv: list[str] | None = None) -> int:
             group, path = found[dataset]
             X, y = load_npz(path)
             image_shape = IMAGE_SHAPES.get(group)
-            for seed in seeds:
+            for contamination, seed in ((c, seed) for c in settings for seed in seeds):
                 split = None
                 for detector in detectors:
-                    key = f"{dataset}|{seed}|{detector}"
+                    key = result_key(dataset, seed, detector, contamination)
                     if key in cache["results"] and detector not in rerun:
                         continue
-                    split = split or protocol_split(X, y, seed, images=image_shape is not None)
-                    result = evaluate(detector, *split, seed, image_shape)
+                    split = split or protocol_split(
+                        X, y, seed, images=image_shape is not None, contamination=contamination
+                    )
+                    result = evaluate(detector, *split, seed, image_shape, contamination)
                     cache["results"][key] = result
                     save_cache(cache, args.cache)
-                    print(f"{dataset:>16} seed {seed} {detector:>11}: ROC-AUC "
+                    setting = f" c={contamination:g}" if contamination else ""
+                    print(f"{dataset:>16} seed {seed}{setting} {detector:>11}: ROC-AUC "
                           f"{result['roc_auc']:.3f} AP {result['average_precision']:.3f} "
                           f"fit {result['fit_seconds']:.1f}s", flush=True)
     # the report covers every data set the cache has results for, not only this run's

@@ -84,3 +84,30 @@ def test_image_sets_share_one_scale_fitted_on_training_pixels():
     unscaled_train, unscaled_test, _ = quality.protocol_split(X * 3 + 7, y, seed=0, images=True)
     np.testing.assert_allclose(unscaled_test, X_test, atol=1e-9)
     np.testing.assert_allclose(unscaled_train, X_train, atol=1e-9)
+
+
+def test_contaminated_split_moves_the_protocols_share_of_anomalies_into_training():
+    X, y = labelled(1000, 100)
+    clean_train, _, _ = quality.protocol_split(X, y, seed=3)
+    X_train, X_test, y_test = quality.protocol_split(X, y, seed=3, contamination=0.05)
+    # m = round(0.05 / 0.95 * 600) = 32 anomalies join the 600 normal training rows
+    assert len(X_train) == 632 and len(clean_train) == 600
+    assert len(X_test) == 400 + 68 and y_test.sum() == 68
+
+
+def test_contamination_takes_at_most_half_of_the_anomalies():
+    X, y = labelled(1000, 20)
+    X_train, X_test, y_test = quality.protocol_split(X, y, seed=0, contamination=0.10)
+    assert len(X_train) == 600 + 10
+    assert y_test.sum() == 10
+
+
+def test_contaminated_subsampling_keeps_the_share(monkeypatch):
+    monkeypatch.setattr(quality, "MAX_ROWS", 200)
+    X, y = labelled(1000, 200)
+    # the label as an extra column tells, after scaling, which training rows are anomalies
+    X_train, _, _ = quality.protocol_split(np.c_[X, y], y, seed=0, contamination=0.10)
+    assert len(X_train) == 200
+    is_anomaly = X_train[:, -1] == X_train[:, -1].max()
+    # m = round(0.1 / 0.9 * 600) = 67 of 667 rows, then 200 rows keeping that share
+    assert is_anomaly.sum() == round(200 * 67 / 667)
