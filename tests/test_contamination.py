@@ -7,9 +7,10 @@ import torch
 
 import aae_anomaly
 from aae_anomaly import AAEDetector
-from aae_anomaly.estimators.fitting import TRIM_FACTOR, trimmed_reference
+from aae_anomaly.estimators.fitting import TRIM_FACTOR, reference_groups, trimmed_reference
 from aae_anomaly.plugin_system.datasets import load_dataset
 from aae_anomaly.scoring.components import joint_coordinates
+from aae_anomaly.scoring.neighbors import NeighborSearch, SlicedNeighborSearch
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,7 @@ def test_a_trimmed_reference_survives_a_model_file(contaminated, tmp_path):
     detector.save(tmp_path / "model")
     loaded = aae_anomaly.load(tmp_path / "model")
     assert loaded.module_.reference.shape == detector.module_.reference.shape
+    assert loaded.module_.reference_groups == detector.module_.reference_groups > 1
     np.testing.assert_array_equal(loaded.score_samples(X), detector.score_samples(X))
     assert (loaded.predict(X) == -1).sum() == (detector.predict(X) == -1).sum()
 
@@ -60,3 +62,44 @@ def test_trimming_keeps_the_best_reconstructed_rows_in_their_order():
     kept = trimmed_reference(coordinates, 2, 0.25)  # drops 2 x 25% = 3 of 6 rows
     torch.testing.assert_close(kept[:, 2], torch.tensor([0.1, 0.2, 0.0]))
     assert trimmed_reference(coordinates, 2, "auto") is coordinates
+
+
+def test_slices_of_about_2k_over_c_rows_only_for_contaminated_training():
+    assert reference_groups(4096, 5, "auto") == 1
+    assert reference_groups(4096, 5, 0.05) == round(4096 / 200)
+    assert reference_groups(4096, 5, 0.10) == round(4096 / 100)
+    assert reference_groups(150, 5, 0.05) == 1  # fewer rows than one slice
+    assert reference_groups(4096, 0, 0.05) == 1
+
+
+def test_sliced_search_averages_each_slices_nearest_rows():
+    reference = torch.tensor([[0.0], [10.0], [1.0], [11.0]])
+    queries = torch.tensor([[0.0], [10.5]])
+    sliced = SlicedNeighborSearch(reference, 1, 2).mean_distance(queries)
+    # slices {0, 10} and {1, 11}: nearest 0 and 1 for the first row, 10 and 11 the second
+    torch.testing.assert_close(sliced, torch.tensor([0.5, 0.5]))
+    whole = NeighborSearch(reference, 1).mean_distance(queries)
+    torch.testing.assert_close(SlicedNeighborSearch(reference, 1, 1).mean_distance(queries), whole)
+    with pytest.raises(ValueError, match="groups must be between 1 and the 4 reference rows"):
+        SlicedNeighborSearch(reference, 1, 5)
+
+
+def test_a_clustered_contamination_is_not_masked(contaminated):
+    # 40 copies (with a little noise) of one anomaly among 900 normal rows: a kNN over the
+    # whole reference finds 5 close copies for a new one; the sliced search mostly does not
+    rng = np.random.default_rng(1)
+    X, _ = contaminated
+    normal = X[:900]
+    centre = normal.mean(axis=0) + 2.5 * normal.std(axis=0)
+    cluster = centre + 0.05 * rng.normal(size=(40, X.shape[1]))
+    train = np.vstack([normal, cluster])
+    new = centre + 0.05 * rng.normal(size=(20, X.shape[1]))
+    told = AAEDetector(epochs=15, contamination=0.05, random_state=0).fit(train)
+    assert told.module_.reference_groups > 1
+    normal_scores = told.score_samples(normal[-100:])
+    untold = AAEDetector(epochs=15, random_state=0).fit(train)
+    caught_told = (told.score_samples(new) < np.quantile(normal_scores, 0.05)).mean()
+    caught_untold = (
+        untold.score_samples(new) < np.quantile(untold.score_samples(normal[-100:]), 0.05)
+    ).mean()
+    assert caught_told > caught_untold

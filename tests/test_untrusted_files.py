@@ -247,6 +247,13 @@ METADATA_DAMAGE = {
         lambda d: {**d, "input_shape": [10**12], "n_features_in": 10**12},
         "tensor center is of shape \\(3,\\), but the model has 1000000000000 features",
     ),
+    "reference-groups-beyond-the-rows": (
+        lambda d: {**d, "reference_groups": 10**6},
+        "reference_groups must be absent, or an integer from 1 to the",
+    ),
+    "reference-groups-a-string": (
+        lambda d: {**d, "reference_groups": "2"}, "reference_groups must be absent"
+    ),
     "huge-hidden-layers": (
         lambda d: {**d, "encoder": {**d["encoder"], "options": {"hidden": [10**6, 10**6]}}},
         "do not match the networks its configuration builds",

@@ -86,6 +86,9 @@ class AAEModule(ScaledInput, nn.Module):
         # score component; filled by fit, empty when that component is off.
         n_features = int(center.numel())
         self.register_buffer("reference", torch.zeros(n_reference, latent_dim + n_features))
+        # The neighbors component averages the distance to the nearest rows of this many
+        # disjoint slices of the reference (more than 1 only for contaminated training).
+        self.reference_groups = 1
         # Joint coordinates of known anomalies (semi-supervised detection), which raise the
         # neighbors component near them; None (and not stored) when there are none.
         self.register_buffer(

@@ -378,7 +378,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                     module.reference.copy_(
                         joint_coordinates(module, reference, None, device, workers)
                     )
-                    self._trim_reference(module)
+                    self._prepare_reference(module, generator)
             self.module_, self.prior_, self.device_ = module, prior, device
             self._calibrate(X, X[calibration_index])
         self.streamed_rows_ = n_rows
@@ -424,15 +424,22 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                                  (module.anomaly_reference, known_anomalies)):
                 if kept is not None:
                     buffer.copy_(joint_coordinates(module, kept, None, device, workers))
-            self._trim_reference(module)
+            self._prepare_reference(module, generator)
         return history
 
-    def _trim_reference(self, module) -> None:
-        """Leave out the reference rows most likely to be anomalies when the training rows
-        are said to hold some (``contamination`` a float)."""
-        module.reference = fitting.trimmed_reference(
+    def _prepare_reference(self, module, generator) -> None:
+        """When the training rows are said to hold anomalies (``contamination`` a float):
+        leave out the reference rows most likely to be anomalies, and put the rest in a
+        random order whose slices the neighbour search averages over."""
+        reference = fitting.trimmed_reference(
             module.reference, module.latent_dim, self.contamination
         )
+        groups = fitting.reference_groups(len(reference), self.n_neighbors, self.contamination)
+        if groups > 1:
+            order = np.random.default_rng(generator.initial_seed()).permutation(len(reference))
+            reference = reference[torch.as_tensor(order, device=reference.device)]
+        module.reference = reference.contiguous()
+        module.reference_groups = groups
 
     def _calibrate(self, X: np.ndarray, held_out: np.ndarray) -> None:
         """Normalize the components on the held-out normal rows and set the threshold."""

@@ -111,6 +111,23 @@ def trimmed_reference(
     return coordinates[torch.as_tensor(kept, device=coordinates.device)].contiguous()
 
 
+# With ``contamination`` c, the search for neighbours runs in disjoint random slices of the
+# reference of about this many times k / c rows each, and averages the slices' distances.
+# A slice then holds about 2k anomalies' worth of rows at most, so a cluster of anomalies
+# among the training rows cannot supply all k neighbours of a new anomaly like them in
+# most slices ("masking"; subsampled kNN ensembles, Aggarwal and Sathe 2015), while a
+# normal row still finds close neighbours in every slice.
+GROUP_FACTOR = 2.0
+
+
+def reference_groups(n_rows: int, n_neighbors: int, contamination) -> int:
+    """How many slices the neighbour search of a reference of ``n_rows`` rows averages."""
+    if contamination == "auto" or not n_rows or not n_neighbors:
+        return 1
+    rows_per_group = int(np.ceil(GROUP_FACTOR * n_neighbors / contamination))
+    return max(1, round(n_rows / rows_per_group))
+
+
 def capped(rows: np.ndarray | None, rng: np.random.RandomState) -> np.ndarray | None:
     """At most :data:`MAX_REFERENCE_ROWS` of ``rows``, drawn with ``rng``, in their order."""
     if rows is None or len(rows) <= MAX_REFERENCE_ROWS:

@@ -85,6 +85,10 @@ def _describe(detector) -> dict[str, Any]:
         document["distributed"] = dict(distributed)
     if columns is not None:
         document["columns"] = columns
+    groups = getattr(detector.module_, "reference_groups", 1)
+    if groups > 1:
+        # optional: a model fitted on contaminated rows searches its reference in slices
+        document["reference_groups"] = int(groups)
     value_range = getattr(detector, "input_range_", None)
     if value_range is not None:
         # optional: readers that predate it ignore it, so the format version stays
@@ -292,6 +296,13 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
     _check_tensors_fit(path, expected, tensors)
     module = _build(detector, architecture, input_shape, n_features, n_reference, n_anomalies)
     module.load_state_dict(tensors, strict=True)
+    groups = document.get("reference_groups", 1)
+    if not (is_int(groups) and 1 <= groups <= max(1, n_reference)):
+        raise ModelFileError(
+            f"{path}: field reference_groups must be absent, or an integer from 1 to the "
+            f"{n_reference} reference rows, got {groups!r}"
+        )
+    module.reference_groups = groups
     calibration = _calibration_in_scoring_order(
         path, document["calibration"], module, prior
     )

@@ -36,7 +36,7 @@ from ..engine.inference import batch_streams, for_each_batch, inference_ready
 from ..engine.model import AAEModule, per_sample_reconstruction_error
 from ..engine.runtime import forward_flops_per_row
 from ..plugin_system.priors import Prior
-from .neighbors import NeighborSearch
+from .neighbors import NeighborSearch, SlicedNeighborSearch
 
 COMPONENTS = ("reconstruction", "discriminator", "density", "neighbors")
 
@@ -80,6 +80,15 @@ def with_known_anomalies(
     nearest_anomaly = anomalies.mean_distance(joint, n_valid)
     ratio = normal_distance / nearest_anomaly.clamp(min=1e-12)
     return normal_distance * ratio.clamp(min=1.0, max=KNOWN_ANOMALY_CAP)
+
+
+def reference_search(module: AAEModule, n_neighbors: int, threads: int = 1):
+    """The search of the neighbors component: over the whole reference, or averaged over
+    its slices (``module.reference_groups``, see ``estimators.fitting.reference_groups``)."""
+    groups = getattr(module, "reference_groups", 1)
+    if groups > 1:
+        return SlicedNeighborSearch(module.reference, n_neighbors, groups, threads)
+    return NeighborSearch(module.reference, n_neighbors, threads)
 
 
 def joint_coordinates(
@@ -132,7 +141,7 @@ def raw_components(
     if "neighbors" in out:
         # with too few batches to stream side by side, the threads share each batch's
         # search instead, by far its largest part
-        normal_search = NeighborSearch(module.reference, n_neighbors, workers // streams)
+        normal_search = reference_search(module, n_neighbors, workers // streams)
         if module.anomaly_reference is not None:
             anomaly_search = NeighborSearch(module.anomaly_reference, 1)
 

@@ -227,3 +227,25 @@ def compiled_selection():
     except ImportError:
         return None
     return smallest_columns
+
+
+class SlicedNeighborSearch:
+    """The mean over ``groups`` consecutive slices of ``reference`` (as equal in size as
+    they can be) of :class:`NeighborSearch`'s mean distance within each slice; the same
+    interface. The slices are searched and added in one order, so a row's value does not
+    depend on the rows scored with it."""
+
+    def __init__(self, reference: torch.Tensor, k: int, groups: int, threads: int = 1):
+        if not 1 <= groups <= len(reference):
+            raise ValueError(
+                f"groups must be between 1 and the {len(reference)} reference rows, got {groups}"
+            )
+        self.searches = [
+            NeighborSearch(part, k, threads) for part in torch.tensor_split(reference, groups)
+        ]
+
+    def mean_distance(self, queries: torch.Tensor, n_valid: int | None = None) -> torch.Tensor:
+        total = self.searches[0].mean_distance(queries, n_valid)
+        for search in self.searches[1:]:
+            total += search.mean_distance(queries, n_valid)
+        return total / len(self.searches)
