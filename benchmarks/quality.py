@@ -47,6 +47,8 @@ IMAGE_SHAPES = {"mnist-oneclass": (1, 28, 28)}
 # MNIST figures measured under the first protocol (per-pixel StandardScaler), kept so the
 # report can show what the change of scaling did.
 PER_PIXEL_CACHE = ROOT / "benchmarks" / "results" / "quality-mnist-per-pixel.json"
+# What was tried beside the measured tables (written by hand), appended to the report.
+NOTES = ROOT / "benchmarks" / "quality_notes.md"
 
 
 # -- data -------------------------------------------------------------------------------
@@ -436,6 +438,8 @@ def write_report(cache: dict, groups: dict[str, str], path: Path, seeds) -> None
         lines += contaminated_lines(
             contamination, table, summarise(cache, groups, seeds, contamination), by_group
         )
+    if NOTES.exists():
+        lines += ["", NOTES.read_text().rstrip()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
