@@ -103,3 +103,18 @@ def test_a_clustered_contamination_is_not_masked(contaminated):
         untold.score_samples(new) < np.quantile(untold.score_samples(normal[-100:]), 0.05)
     ).mean()
     assert caught_told > caught_untold
+
+
+def test_info_says_how_the_reference_is_searched(contaminated, tmp_path):
+    from click.testing import CliRunner
+
+    from aae_anomaly.cli import main
+
+    X, _ = contaminated
+    AAEDetector(epochs=2, contamination=0.05, random_state=0).fit(X).save(tmp_path / "told")
+    AAEDetector(epochs=2, random_state=0).fit(X).save(tmp_path / "clean")
+    told = CliRunner().invoke(main, ["info", str(tmp_path / "told")])
+    clean = CliRunner().invoke(main, ["info", str(tmp_path / "clean")])
+    assert told.exit_code == clean.exit_code == 0
+    assert "slices (contaminated training)" in told.output
+    assert "neighbors      " in clean.output and "slices" not in clean.output

@@ -242,6 +242,14 @@ def format_model(header: ModelHeader) -> str:
         + _distributed_text(doc.get("distributed")),
         f"final losses   {final or '(none)'}",
     ]
+    reference = [t for t in header.tensors if t.name == "reference" and t.shape[0]]
+    if reference:
+        groups = doc.get("reference_groups", 1)
+        sliced = f", searched in {groups} slices (contaminated training)" if groups > 1 else ""
+        lines.insert(
+            lines.index(next(x for x in lines if x.startswith("threshold "))) + 1,
+            f"neighbors      {reference[0].shape[0]} training rows kept{sliced}",
+        )
     known = [t for t in header.tensors if t.name == "anomaly_reference"]
     if known:
         lines.insert(
