@@ -125,8 +125,9 @@ def _given(ctx: click.Context, name: str) -> bool:
 @_setting(
     "--contamination",
     AutoOr(float),
-    "Expected share of anomalies, sets the threshold; 'auto' flags scores above the "
-    "99th percentile of held-out normal rows.",
+    "Expected share of anomalies in DATA: flags that share of the training rows and "
+    "guards the score against them (docs/scoring.md); 'auto' treats DATA as clean and "
+    "flags scores above the 99th percentile of held-out normal rows.",
 )
 @_setting("--calibration-fraction", float, "Share of rows held back to normalize the scores.")
 @seed_option(FIT_DEFAULTS["random_state"])
