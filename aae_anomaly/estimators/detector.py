@@ -277,9 +277,10 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             module = module.to(device)
             value_range = channel_range(train_rows, input_shape)  # of all rows, every rank
             if group is not None:
-                # every rank has every row and builds the same networks; it trains on its
-                # own shard and draws its own samples (see engine.distributed)
-                group.broadcast_module(module)
+                # every rank has every row and builds the same networks (the trainer's
+                # wrappers broadcast rank 0's weights); it trains on its own shard and
+                # draws its own samples (see engine.distributed)
+                group.broadcast_buffers(module)
                 generator.manual_seed(rank_seed(seed, group.rank))
                 shard = group.shard(len(train_rows))
                 train_rows = train_rows[shard]
@@ -414,8 +415,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 config = dataclasses.replace(
                     config, batch_size=-(-config.batch_size // group.world_size)
                 )
-            trainer = Trainer(module, prior, rows, config, generator, row_classes)
-            trainer.group = group
+            trainer = Trainer(module, prior, rows, config, generator, row_classes, group)
             history = fitting.train(self, trainer, checkpoint, show=group is None or group.is_main)
             if group is not None:
                 group.check_same_weights(module)
