@@ -138,7 +138,8 @@ class EpochTrainer:
             finite = torch.stack([p.isfinite().all() for p in self.module.parameters()]).all()
             values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)])
             if self.group is not None:
-                # every rank's shard has n rows: the mean of the means is the epoch's mean,
+                # every rank's shard has n rows (in a streamed fit, as many batches, the
+                # last may be shorter): the mean of the ranks' means is the epoch's mean,
                 # and the flag stays 1 only where every rank's weights are finite
                 values = self.group.average(values.cpu())
             values = values.tolist()
