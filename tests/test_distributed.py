@@ -206,3 +206,20 @@ def test_a_csv_file_that_cannot_be_split_is_read_whole_by_each_process(tmp_path)
     assert "a quoted field holds a line break" in result.stderr
     assert "every process reads all rows instead, keeping one in 2" in result.stderr
     assert "400 rows read a chunk at a time" in result.stderr
+
+
+def test_a_failing_rank_ends_a_streamed_fit_without_a_model_file(tmp_path):
+    data = tmp_path / "normal.npy"
+    np.save(data, SYN_NORMAL[:400])
+    model = tmp_path / "m.aae"
+    stop = {"AAE_TEST_STOP_RANKS": "1", "AAE_TEST_STOP_AFTER": "10"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         str(WORKER), "fit", str(data), "-o", str(model), *STREAM, "--prior", "stopping"],
+        capture_output=True, text=True, timeout=240,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **stop},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "rank 1 stopped on purpose" in result.stderr
+    assert "Error: another process of this distributed fit stopped" in result.stderr
+    assert not model.exists()
