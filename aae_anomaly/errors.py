@@ -73,3 +73,10 @@ class ModelPluginMissingError(ModelFileError, UnknownPluginError):
 
 class MissingDependencyError(AAEAnomalyError, ImportError):
     """An optional package needed for one file format is not installed."""
+
+
+class PartitionError(AAEAnomalyError, ValueError):
+    """A source of rows cannot be read as exact parts, one per process of a distributed
+    fit (a CSV file whose quoted fields hold line breaks, which a split at byte offsets
+    can cut through): the fit then reads it whole on every process and keeps every n-th
+    row."""

@@ -256,8 +256,11 @@ def fit(
                 classes_column=classes_column, known_anomalies=known_anomalies,
                 checkpoint_dir=checkpoint_dir, group=group,
             )  # fmt: skip
-            detector.save(output)
+            if group is None or group.is_main:
+                detector.save(output)
             trained = f"{detector.streamed_rows_} rows read a chunk at a time"
+            if group is not None:
+                trained += ", each process its own part"
         else:
             detector, n_trained = _fit_whole(
                 data, settings, label_column, read_options, progress_level(quiet, verbose),
@@ -321,7 +324,7 @@ def _fit_streamed(
     """``fit --stream``: the detector fitted on DATA read a chunk at a time."""
     refused = [name for name, given in (
         ("--classes-column", classes_column), ("--known-anomalies", known_anomalies),
-        ("--checkpoint", checkpoint_dir), ("torchrun", group is not None),
+        ("--checkpoint", checkpoint_dir),
     ) if given]  # fmt: skip
     if refused:
         raise ValueError(f"--stream does not combine with {refused[0]}; fit without --stream")

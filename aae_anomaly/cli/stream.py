@@ -121,7 +121,9 @@ def streamed_parts(
     data: str, chunk_rows: int, label_column: str | None, read_options, ignored: list[str]
 ) -> Callable:
     """A callable that starts a new pass over DATA's normal rows, a chunk at a time, for
-    :meth:`AAEDetector.fit_chunks` (rows labelled 1 are left out, as ``fit`` does).
+    :meth:`AAEDetector.fit_chunks` (rows labelled 1 are left out, as ``fit`` does); with
+    ``part=(index, count)``, over that part of them only (see
+    :func:`~aae_anomaly.plugin_system.datasets.load_dataset_chunks`).
 
     Every pass parses each column alike: its kind is learned from the first chunk (ids
     and dropped columns as text), so that pandas does not guess a column's type anew in
@@ -129,8 +131,8 @@ def streamed_parts(
     from ..estimators.columns import TableSchema
     from ..io.tables import check_labels, read_data_chunks
 
-    def chunks(kinds):
-        found = read_data_chunks(data, chunk_rows, label_column, read_options, kinds)
+    def chunks(kinds, part=None):
+        found = read_data_chunks(data, chunk_rows, label_column, read_options, kinds, part)
         if found is None:
             raise ValueError(
                 f"--stream reads .csv, .parquet and .npy files (and dataset plugins with a "
@@ -147,8 +149,8 @@ def streamed_parts(
         kinds = {column.name: column.kind for column in schema.columns}
         kinds.update({name: "text" for name in ignored})
 
-    def parts():
-        for dataset in chunks(kinds):
+    def parts(part=None):
+        for dataset in chunks(kinds, part):
             X = dataset.X
             if dataset.y is not None:
                 X = X[~check_labels(dataset.y, data, len(X))]

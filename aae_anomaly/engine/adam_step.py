@@ -37,11 +37,8 @@ class AdamStep:
 
     _lists: tuple[list, list, list, list] | None
 
-    def __init__(self, optimizer: torch.optim.Adam, before_step=None):
-        """``before_step(parameters)``, when given, runs between the backward pass and the
-        update (a distributed fit averages the gradients there)."""
+    def __init__(self, optimizer: torch.optim.Adam):
         self.optimizer = optimizer
-        self.before_step = before_step
         self.refresh()
 
     def refresh(self) -> None:
@@ -92,11 +89,10 @@ class AdamStep:
             )  # fmt: skip
 
     def step_on(self, loss: torch.Tensor) -> None:
-        """One training step on ``loss``: fresh gradients, then the update."""
+        """One training step on ``loss``: fresh gradients, then the update (in a
+        distributed fit, the backward pass averages the gradients over the ranks)."""
         self.zero_grad()
         loss.backward()
-        if self.before_step is not None:
-            self.before_step(self.optimizer.param_groups[0]["params"])
         self.step()
 
     def zero_grad(self) -> None:

@@ -1,15 +1,33 @@
 """Data-parallel training over ``torch.distributed`` processes (one per CPU or GPU).
 
 Launched with ``torchrun --nproc-per-node N``, each process (rank) trains the same
-networks on its own shard of the training rows. After every backward pass the gradients
-are averaged over the ranks with one ``all_reduce``, as ``DistributedDataParallel``
-does; the AAE's three phases step three different parameter sets of one module, which
-DDP's one wrapper per module, with its autograd hooks, does not fit, so the averaging is
-called where each phase steps. Every rank starts from rank 0's weights and applies the
-same averaged gradients with the same optimizer state, so the weights stay the same on
-every rank; each rank draws its own shuffles and prior samples from a generator seeded
-with the fit's seed and its rank. The epoch's metrics are averaged over the ranks too, so
-every rank takes the same decisions (a rollback after divergence, the end of the fit).
+networks on its own shard of the training rows. The encoder, the decoder and the
+discriminator are each wrapped in their own ``DistributedDataParallel``
+(:meth:`ProcessGroup.data_parallel`), and every phase of a step runs its forward through
+the wrappers, so DDP's autograd hooks average the gradients over the ranks during the
+backward pass. Each backward touches exactly the wrappers whose outputs its loss used:
+
+- reconstruction: encoder and decoder, every parameter of both;
+- discriminator: the discriminator alone (the codes are detached from the encoder);
+- generator: the encoder; the discriminator's weights are frozen there and its forward
+  runs under ``no_sync``, so DDP expects no gradient of them.
+
+So no wrapper needs ``find_unused_parameters`` (an encoder plugin with a parameter that
+no output depends on makes DDP stop with its own error), and the real and fake codes go
+through the discriminator in one forward. DDP broadcasts rank 0's parameters and buffers
+when it wraps a network, and a network's buffers (none in the built-in ones) again before
+each forward (``broadcast_buffers``); the module's own buffers (the input scaling, the
+reference rows) sit outside the wrapped networks and are broadcast once by
+:meth:`ProcessGroup.broadcast_buffers`. Every rank starts from rank 0's weights and
+applies the same averaged gradients with the same optimizer state, so the weights stay
+the same on every rank (:meth:`ProcessGroup.check_same_weights` makes sure at the end);
+each rank draws its own shuffles and prior samples from a generator seeded with the fit's
+seed and its rank. The epoch's metrics are averaged over the ranks too, so every rank
+takes the same decisions (a rollback after divergence, the end of the fit).
+
+The wrappers only route the forward and backward passes: the optimizers, checkpoints and
+model files hold the plain module's parameters, under the same names as in a fit on one
+process.
 """
 
 from __future__ import annotations
@@ -20,6 +38,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 # torchrun's variables: this process's rank, the number of processes, the local rank
 _RANK, _WORLD_SIZE, _LOCAL_RANK = "RANK", "WORLD_SIZE", "LOCAL_RANK"
@@ -38,21 +57,13 @@ class ProcessGroup:
         """Whether this is rank 0, the one that writes files and shows progress."""
         return self.rank == 0
 
-    def average_gradients(self, parameters: list[nn.Parameter]) -> None:
-        """Replace each gradient with its mean over the ranks: one all_reduce on one flat
-        buffer (a parameter without a gradient takes part as zeros, so that every rank
-        sends the same layout)."""
-        grads = [
-            p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters
-        ]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        flat /= self.world_size
-        offset = 0
-        for p, g in zip(parameters, grads, strict=True):
-            n = g.numel()
-            p.grad = flat[offset : offset + n].view_as(g)
-            offset += n
+    def data_parallel(self, network: nn.Module) -> nn.Module:
+        """``network`` wrapped in ``DistributedDataParallel``: its forward passes go
+        through the wrapper, whose backward averages its gradients over the ranks. The
+        wrapper shares the network's parameters (it broadcasts rank 0's on creation)."""
+        device = next(network.parameters()).device
+        device_ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(network, device_ids=device_ids)
 
     def average(self, values: torch.Tensor) -> torch.Tensor:
         """``values`` averaged over the ranks (a new tensor, on ``values``' device)."""
@@ -82,9 +93,11 @@ class ProcessGroup:
                 "gradient exchange is broken (please report it)"
             )
 
-    def broadcast_module(self, module: nn.Module) -> None:
-        """Give every rank rank 0's parameters and buffers."""
-        for tensor in [*module.parameters(), *module.buffers()]:
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Give every rank rank 0's values of ``module``'s own buffers (not those of its
+        networks, which their wrappers broadcast): every rank computes the same input
+        scaling, and this makes sure the model file's is what every rank trained with."""
+        for tensor in module.buffers(recurse=False):
             dist.broadcast(tensor.data, src=0)
 
     def shard(self, n_rows: int) -> slice:
@@ -92,6 +105,19 @@ class ProcessGroup:
         number of steps (the last ``n_rows % world_size`` rows are left out)."""
         per_rank = n_rows // self.world_size
         return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+
+    def gather(self, value):
+        """Every rank's ``value`` (a small picklable object), in rank order, on every
+        rank."""
+        values = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+    def broadcast(self, value):
+        """Rank 0's ``value`` (a small picklable object), on every rank."""
+        values = [value]
+        dist.broadcast_object_list(values, src=0)
+        return values[0]
 
     def describe(self) -> dict:
         """What the model file records of how it was trained."""

@@ -103,7 +103,13 @@ class AAEModule(ScaledInput, nn.Module):
     ) -> torch.Tensor:
         """Codes of scaled inputs: the posterior mean, or a sample when ``generator`` is
         given and the posterior is Gaussian (the reparameterization trick)."""
-        code = self.encoder(x)
+        return self.posterior_code(self.encoder(x), generator)
+
+    def posterior_code(
+        self, code: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """:meth:`encode`'s code from the encoder's output ``code`` (for a training loop
+        that runs the encoder through a wrapper)."""
         if self.posterior == "deterministic":
             return code
         mean, log_var = code.chunk(2, dim=-1)

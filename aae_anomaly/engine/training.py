@@ -17,6 +17,10 @@ weights come out NaN or infinite is rolled back to that copy and run again with 
 learning rates, up to :data:`MAX_RETRIES` times, after which the fit stops with
 :class:`TrainingDivergedError`. The whole state (:meth:`Trainer.state_dict`) is what a
 checkpoint holds (see :mod:`aae_anomaly.engine.checkpoint`).
+
+In a distributed fit each phase's forward runs through the networks'
+``DistributedDataParallel`` wrappers (:class:`Networks`), whose backward passes average
+the gradients over the ranks before each step (see :mod:`aae_anomaly.engine.distributed`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,7 +138,8 @@ class EpochTrainer:
             finite = torch.stack([p.isfinite().all() for p in self.module.parameters()]).all()
             values = torch.cat([totals / n, finite.to(totals.dtype).reshape(1)])
             if self.group is not None:
-                # every rank's shard has n rows: the mean of the means is the epoch's mean,
+                # every rank's shard has n rows (in a streamed fit, as many batches, the
+                # last may be shorter): the mean of the ranks' means is the epoch's mean,
                 # and the flag stays 1 only where every rank's weights are finite
                 values = self.group.average(values.cpu())
             values = values.tolist()
@@ -194,10 +199,7 @@ class EpochTrainer:
         """A lean step per optimizer, built from the optimizers' current state: called at
         the start of each epoch, since a rollback or a resumed checkpoint may have replaced
         that state."""
-        before_step = None if self.group is None else self.group.average_gradients
-        return {
-            name: AdamStep(optimizer, before_step) for name, optimizer in self.optimizers.items()
-        }
+        return {name: AdamStep(optimizer) for name, optimizer in self.optimizers.items()}
 
     # -- the whole fit ---------------------------------------------------------------------
     def fit(self, on_epoch_end: EpochCallback | None = None) -> dict[str, list[float]]:
@@ -318,11 +320,16 @@ class Trainer(EpochTrainer):
         config: TrainingConfig,
         generator: torch.Generator,
         classes: torch.Tensor | None = None,
+        group: ProcessGroup | None = None,
     ):
         """``classes`` (optional): each row's class index in ``[0, module.n_classes)``, for
-        label-conditioned regularization (see :meth:`run_epoch`)."""
+        label-conditioned regularization (see :meth:`run_epoch`). ``group``: the processes
+        of a distributed fit, whose ranks must all build their trainers together (the
+        networks' wrappers talk to each other when they are made)."""
         self.module, self.prior, self.config, self.generator = module, prior, config, generator
         self.classes = classes
+        self.group = group
+        self.networks = Networks(module, group)
         encoder, decoder = module.encoder, module.decoder
         self._build_optimizers(
             [*encoder.parameters(), *decoder.parameters()],
@@ -365,10 +372,11 @@ class StreamingTrainer(Trainer):
         batches: Callable[[], Iterator[torch.Tensor]],
         config: TrainingConfig,
         generator: torch.Generator,
+        group: ProcessGroup | None = None,
     ):
         device = module.center.device
         super().__init__(module, prior, torch.empty(0, *module.center.shape, device=device),
-                         config, generator)  # fmt: skip
+                         config, generator, group=group)  # fmt: skip
         self.batches = batches
 
     def run_epoch(self) -> tuple[dict[str, float], bool]:
@@ -380,6 +388,34 @@ class StreamingTrainer(Trainer):
         if n == 0:
             raise ValueError("the rows to train on are empty in this pass over the data")
         return self._epoch_result(epoch.totals, n)
+
+
+class Networks:
+    """The encoder, decoder and discriminator as the training phases call them: the
+    module's own networks in one process; in a distributed fit each wrapped in its own
+    ``DistributedDataParallel``, which shares the network's parameters and averages their
+    gradients over the ranks in the backward pass (see :mod:`.distributed`)."""
+
+    def __init__(self, module: AAEModule, group: ProcessGroup | None):
+        self.module = module
+        networks = (module.encoder, module.decoder, module.discriminator)
+        if group is not None:
+            networks = tuple(group.data_parallel(network) for network in networks)
+        self.encoder, self.decoder, self.discriminator = networks
+        self.distributed = group is not None
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The module's :meth:`~.model.AAEModule.encode`, through the encoder's wrapper."""
+        return self.module.posterior_code(self.encoder(x), generator)
+
+    @contextmanager
+    def discriminator_unsynced(self) -> Iterator[None]:
+        """For the encoder's adversarial step, whose loss runs through the (frozen)
+        discriminator: its wrapper then expects no gradient, as its weights get none."""
+        with ExitStack() as stack:
+            if self.distributed:
+                stack.enter_context(self.discriminator.no_sync())
+            yield
 
 
 class _Epoch:
@@ -402,18 +438,20 @@ class _Epoch:
         """The paper's two phases on the scaled rows ``x`` (and their classes)."""
         trainer = self.trainer
         module, prior, generator = trainer.module, trainer.prior, trainer.generator
-        discriminator = module.discriminator
+        networks = trainer.networks
+        discriminator = networks.discriminator
         bce = nn.functional.binary_cross_entropy_with_logits
         m = len(x)
         if batch_classes is not None:
             condition = self.one_hot[batch_classes]
 
         # 1. reconstruction phase
-        z = module.encode(x, generator)
-        reconstruction = mean_reconstruction_error(module.decode(z), x, module.loss)
+        z = networks.encode(x, generator)
+        reconstruction = mean_reconstruction_error(networks.decoder(z), x, module.loss)
         self.autoencoder.step_on(reconstruction)
 
-        # 2a. regularization: the discriminator learns prior = real, codes = fake
+        # 2a. regularization: the discriminator learns prior = real, codes = fake (in one
+        # forward, so that its wrapper in a distributed fit sees one forward per backward)
         if batch_classes is None:
             real = prior.sample(m, generator)
             logits = discriminator(torch.cat([real, z.detach()]))
@@ -426,8 +464,8 @@ class _Epoch:
         self.discriminator_step.step_on(discriminator_loss)
 
         # 2b. regularization: the encoder learns to make D call its codes real
-        with trainer._discriminators_frozen():
-            code = module.encode(x, generator)
+        with trainer._discriminators_frozen(), networks.discriminator_unsynced():
+            code = networks.encode(x, generator)
             if batch_classes is not None:
                 code = torch.cat([code, condition], 1)
             generator_logits = discriminator(code)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 
 import numpy as np
 import torch
@@ -277,9 +278,10 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             module = module.to(device)
             value_range = channel_range(train_rows, input_shape)  # of all rows, every rank
             if group is not None:
-                # every rank has every row and builds the same networks; it trains on its
-                # own shard and draws its own samples (see engine.distributed)
-                group.broadcast_module(module)
+                # every rank has every row and builds the same networks (the trainer's
+                # wrappers broadcast rank 0's weights); it trains on its own shard and
+                # draws its own samples (see engine.distributed)
+                group.broadcast_buffers(module)
                 generator.manual_seed(rank_seed(seed, group.rank))
                 shard = group.shard(len(train_rows))
                 train_rows = train_rows[shard]
@@ -318,6 +320,16 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         one part. With fewer rows than ``sample_rows`` the statistics are those of all
         rows; :mod:`aae_anomaly.estimators.streaming` says what differs otherwise.
         ``streamed_rows_`` is the number of rows read in a pass.
+
+        Under ``torch.distributed`` (e.g. ``torchrun``), each process reads only its own
+        part of the rows when ``chunks`` takes a ``part`` keyword: ``chunks(part=(rank,
+        world_size))`` starts a pass over that part (as
+        :func:`~aae_anomaly.plugin_system.datasets.load_dataset_chunks` reads one);
+        otherwise each reads every row and keeps every ``world_size``-th. The processes
+        merge their samples into one, so that the statistics are the same on each, and
+        train with ``DistributedDataParallel``, each epoch as many batches on each (see
+        :mod:`aae_anomaly.estimators.streaming`); ``streamed_rows_`` counts the rows of
+        all parts.
         """
         self._check_params()
         check_int("sample_rows", sample_rows)
@@ -327,10 +339,16 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 "chunks must be a callable that returns a new iterator over the parts each "
                 f"time (the rows are read once per epoch), got {type(chunks).__name__}"
             )
-        if current_group() is not None:
-            raise ValueError("fit_chunks trains in one process; under torchrun use fit")
+        group = current_group()
         rng = check_random_state(self.random_state)
-        sample, numbers, n_rows = streaming.reservoir(chunks(), sample_rows, rng)
+        shared = None
+        if group is None:
+            sample, numbers, n_rows = streaming.reservoir(chunks(), sample_rows, rng)
+            own_chunks = chunks
+        else:
+            shared = streaming.shared_sample(chunks, sample_rows, rng, group)
+            sample, numbers, n_rows, rng = shared.sample, shared.numbers, shared.n_rows, shared.rng
+            own_chunks = shared.chunks
         X, image_shape = training_rows(self, sample, None)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         train_index, calibration_index = calibration.split_calibration(
@@ -340,6 +358,13 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             held_back = np.empty(0, dtype=np.int64)
         else:
             held_back = np.sort(numbers[calibration_index])
+        batch_size, steps = max(1, self.batch_size), None
+        if shared is not None:
+            # the ranks' batches together make one batch of batch_size rows (as in fit),
+            # and every rank takes as many steps an epoch (see streaming)
+            batch_size = -(-batch_size // group.world_size)
+            steps = shared.steps(held_back, batch_size)
+            held_back = shared.own(held_back)
         train_sample = X[train_index]
         architecture, input_shape = architecture_and_input_shape(self, image_shape, X.shape[1])
         self.latent_dim_ = resolved_latent_dim(self.latent_dim, X.shape[1])
@@ -362,18 +387,29 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         with seeded(seed, device) as generator, flush_denormals():
             module = self._build(architecture, input_shape, train_sample, reference, None)
             module = module.to(device)
-            batch_size = max(1, self.batch_size)
+            if group is not None:
+                # the same statistics on every rank; the trainer's wrappers broadcast rank
+                # 0's weights, and each rank draws its own shuffles and samples
+                group.broadcast_buffers(module)
+                generator.manual_seed(rank_seed(seed, group.rank))
 
             def batches():
-                return streaming.training_batches(
-                    encode, chunks(), held_back, batch_size, shuffle_rows, generator, device
+                batches = streaming.training_batches(
+                    encode, own_chunks(), held_back, batch_size, shuffle_rows, generator, device
                 )
+                return batches if steps is None else itertools.islice(batches, steps)
 
             with compute_threads(module, device) as workers:
-                trainer = StreamingTrainer(module, prior, batches, training_config(self),
-                                           generator)  # fmt: skip
-                self.history_ = fitting.train(self, trainer, None)
+                config = dataclasses.replace(training_config(self), batch_size=batch_size)
+                trainer = StreamingTrainer(module, prior, batches, config, generator, group)
+                self.history_ = fitting.train(
+                    self, trainer, None, show=group is None or group.is_main
+                )
                 del trainer
+                if group is not None:
+                    group.check_same_weights(module)
+                    self.distributed_ = group.describe()
+                    generator.manual_seed(seed)  # the reference's order: alike on every rank
                 if reference is not None:
                     module.reference.copy_(
                         joint_coordinates(module, reference, None, device, workers)
@@ -414,8 +450,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 config = dataclasses.replace(
                     config, batch_size=-(-config.batch_size // group.world_size)
                 )
-            trainer = Trainer(module, prior, rows, config, generator, row_classes)
-            trainer.group = group
+            trainer = Trainer(module, prior, rows, config, generator, row_classes, group)
             history = fitting.train(self, trainer, checkpoint, show=group is None or group.is_main)
             if group is not None:
                 group.check_same_weights(module)

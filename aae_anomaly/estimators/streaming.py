@@ -15,16 +15,34 @@ category seen only outside the sample falls in the ``<other>`` bucket, the calib
 rows are ``calibration_fraction`` of the sample rather than of all rows, and batches mix
 rows within the buffer rather than over the whole data, so rows far apart in the file
 share a batch less often (shuffle the file, or raise ``shuffle_rows``, if it is sorted).
+
+In a distributed fit (:func:`shared_sample`) each process reads only its own part of the
+rows, when the callable takes a ``part``; otherwise, or when the source cannot be split
+exactly (:class:`~aae_anomaly.errors.PartitionError`), every process reads all rows and
+keeps every n-th. Each process draws a reservoir from its part; the processes exchange
+their counts, split the sample between the parts as a uniform sample of all rows would
+(a multivariate hypergeometric draw from a generator they share), and exchange those
+rows, so that every process holds the same sample and learns the same statistics from
+it. Each epoch, every process stops after the fewest batches any process's part gives
+(the counts are known to all), since data-parallel steps must be taken together: the
+rows of a longer part beyond that (a random few of the last its shuffle buffer holds)
+sit that epoch out. Equal parts (.npy, Parquet, every n-th row) differ by a row at
+most; a CSV file's parts by what an equal split of its bytes gives.
 """
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..engine.distributed import ProcessGroup, rank_seed
+from ..errors import PartitionError
 from .columns import is_frame
 
 Chunks = Callable[[], Iterable[Any]]
@@ -44,10 +62,13 @@ def _join(parts: list):
     return np.concatenate(parts)
 
 
-def reservoir(parts: Iterable[Any], size: int, rng: np.random.RandomState):
+def reservoir(
+    parts: Iterable[Any], size: int, rng: np.random.RandomState, allow_empty: bool = False
+):
     """A uniform sample of at most ``size`` rows of ``parts`` (put end to end), in the
     order of the rows; their row numbers; and the number of rows in all. Algorithm R,
-    one part at a time: row ``i`` replaces a random slot with probability ``size / (i+1)``."""
+    one part at a time: row ``i`` replaces a random slot with probability ``size / (i+1)``.
+    No rows: an error, or with ``allow_empty`` a sample of None."""
     sample, numbers, seen = None, np.empty(0, dtype=np.int64), 0
     for part in parts:
         n = len(part)
@@ -74,6 +95,8 @@ def reservoir(parts: Iterable[Any], size: int, rng: np.random.RandomState):
                 numbers = np.concatenate([numbers[keep], part_numbers[rest]])
         seen += n
     if sample is None:
+        if allow_empty:
+            return None, numbers, 0
         raise ValueError("Found array with 0 sample(s): the parts hold no rows")
     order = np.argsort(numbers, kind="stable")
     return _take(sample, order), numbers[order], seen
@@ -115,3 +138,134 @@ def _permutation(n: int, generator: torch.Generator) -> np.ndarray:
 def _batches(rows: np.ndarray, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
     for start in range(0, len(rows), batch_size):
         yield torch.from_numpy(rows[start : start + batch_size]).to(device)
+
+
+# -- a distributed fit ----------------------------------------------------------------------
+@dataclass
+class SharedSample:
+    """What :func:`shared_sample` gives each process: the ``sample`` and its rows'
+    ``numbers`` (the same on every process: rows are numbered over the parts put end to
+    end, part 0 first), the rows in each part (``counts``), this process's ``rank``, the
+    callable that starts a new pass over its own part (``chunks``), and ``rng``, a
+    generator every process has in the same state."""
+
+    sample: Any
+    numbers: np.ndarray
+    counts: np.ndarray
+    rank: int
+    chunks: Chunks
+    rng: np.random.RandomState
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.counts.sum())
+
+    def _bounds(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.counts)])
+
+    def own(self, numbers: np.ndarray) -> np.ndarray:
+        """Those of ``numbers`` (sorted) that are rows of this process's part, numbered
+        within the part."""
+        bounds = self._bounds()
+        low, high = bounds[self.rank], bounds[self.rank + 1]
+        return numbers[(numbers >= low) & (numbers < high)] - low
+
+    def steps(self, held_back: np.ndarray, batch_size: int) -> int:
+        """The batches an epoch takes on every process: the fewest any part gives, its
+        rows less those of ``held_back`` (sorted) in ``batch_size`` batches."""
+        bounds = self._bounds()
+        held = np.diff(np.searchsorted(held_back, bounds))
+        trained = self.counts - held
+        if trained.min() < 1:
+            rank = int(trained.argmin())
+            raise ValueError(
+                f"process {rank}'s part of the rows holds no rows to train on "
+                f"({int(self.counts[rank])} rows in all); use fewer processes or more rows"
+            )
+        return int((-(-trained // batch_size)).min())
+
+
+def takes_part(chunks: Chunks) -> bool:
+    """Whether ``chunks`` can start a pass over one part of the rows (``part=``)."""
+    try:
+        parameter = inspect.signature(chunks).parameters.get("part")
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind in (
+        parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY
+    )
+
+
+def every_nth(parts: Iterable[Any], index: int, count: int) -> Iterator[Any]:
+    """The rows numbered ``index``, ``index + count``, ... of ``parts`` put end to end."""
+    seen = 0
+    for part in parts:
+        n = len(part)
+        yield _take(part, np.arange((index - seen) % count, n, count))
+        seen += n
+
+
+def shared_sample(
+    chunks: Chunks, size: int, rng: np.random.RandomState, group: ProcessGroup
+) -> SharedSample:
+    """A uniform sample of at most ``size`` of all processes' rows, the same on every
+    process, each of which reads only its own part (see the module's docstring).
+    Collective: every process of ``group`` calls it together."""
+    rank, count = group.rank, group.world_size
+    seed = group.broadcast(int(rng.randint(np.iinfo(np.int32).max)))  # rank 0's
+
+    def strided() -> Iterator[Any]:
+        return every_nth(chunks(), rank, count)
+
+    own = strided
+    if takes_part(chunks):
+        def own() -> Iterable[Any]:
+            return chunks(part=(rank, count))
+
+    drawn, failure = _own_reservoir(own, size, seed, rank)
+    reports = group.gather((0 if drawn is None else drawn[2], failure))
+    failures = [failure for _, failure in reports if failure is not None]
+    if failures:
+        if group.is_main:
+            warnings.warn(
+                f"{failures[0]}; every process reads all rows instead, keeping one in "
+                f"{count}",
+                stacklevel=3,
+            )
+        own = strided
+        drawn, _ = _own_reservoir(own, size, seed, rank, strict=True)
+        reports = group.gather((0 if drawn is None else drawn[2], None))
+    counts = np.array([n for n, _ in reports], dtype=np.int64)
+    if counts.sum() == 0:
+        raise ValueError("Found array with 0 sample(s): the parts hold no rows")
+    # how many of each part's rows a uniform sample of all rows holds, drawn alike on
+    # every process; each process then takes that many of its reservoir's rows at random
+    shared = np.random.default_rng(seed)
+    taken = shared.multivariate_hypergeometric(counts, min(size, int(counts.sum())))
+    piece = (None, np.empty(0, dtype=np.int64))
+    if drawn is not None:
+        sample, numbers, _ = drawn
+        own_rng = np.random.default_rng(rank_seed(seed, rank))
+        chosen = np.sort(own_rng.choice(len(numbers), int(taken[rank]), replace=False))
+        piece = (_take(sample, chosen), numbers[chosen])
+    pieces = group.gather(piece)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    kept = [
+        (rows, numbers + bounds[r]) for r, (rows, numbers) in enumerate(pieces) if len(numbers)
+    ]
+    merged = _join([rows for rows, _ in kept])
+    numbers = np.concatenate([numbers for _, numbers in kept])
+    return SharedSample(merged, numbers, counts, rank, own, np.random.RandomState(seed))
+
+
+def _own_reservoir(own: Chunks, size: int, seed: int, rank: int, strict: bool = False):
+    """This process's reservoir of its part, and the message of a PartitionError (its
+    part cannot be read exactly) instead of the reservoir when not ``strict``."""
+    rng = np.random.RandomState(rank_seed(seed, rank) % 2**32)
+    try:
+        drawn = reservoir(own(), size, rng, allow_empty=True)
+    except PartitionError as exc:
+        if strict:
+            raise
+        return None, str(exc)
+    return (None if drawn[0] is None else drawn), None

@@ -63,13 +63,14 @@ def read_data(
 def read_data_chunks(
     source: str, chunk_rows: int, label_column: str | None = None,
     options: ReadOptions | None = None, columns: dict[str, str] | None = None,
+    part: tuple[int, int] | None = None,
 ) -> Iterator[Dataset] | None:
     """``source``'s rows as :func:`read_data` reads them, in chunks of at most
     ``chunk_rows`` rows (see :func:`~aae_anomaly.plugin_system.datasets.load_dataset_chunks`
-    for ``columns``); ``None`` when its loader cannot read in chunks (.npz files, and
-    dataset plugins without a chunked reader, such as ``synthetic``)."""
+    for ``columns`` and ``part``); ``None`` when its loader cannot read in chunks (.npz
+    files, and dataset plugins without a chunked reader, such as ``synthetic``)."""
     spec, overrides = _loader_call(source, label_column, options)
-    return load_dataset_chunks(spec, chunk_rows, columns, **overrides)
+    return load_dataset_chunks(spec, chunk_rows, columns, part=part, **overrides)
 
 
 def _loader_call(

@@ -102,13 +102,19 @@ def load_dataset(spec: str, **overrides: Any) -> Dataset:
 
 
 def load_dataset_chunks(
-    spec: str, chunk_rows: int, columns: dict[str, str] | None = None, **overrides: Any
+    spec: str, chunk_rows: int, columns: dict[str, str] | None = None, *,
+    part: tuple[int, int] | None = None, **overrides: Any,
 ) -> Iterator[Dataset] | None:
     """The dataset ``spec`` names, as chunks of at most ``chunk_rows`` rows, from the
     chunked reader a plugin registered for it (``register_dataset_readers``); ``None`` when
     there is none, and the dataset is to be loaded whole. ``columns``: each column's kind
     (``numeric``, ``boolean``, ``categorical``, ``text``) when known, so that every chunk
-    parses alike."""
+    parses alike.
+
+    ``part=(index, count)``: only part ``index`` of ``count`` of the rows, the parts
+    together holding every row once (what one process of a distributed fit reads). A
+    reader with a ``part`` parameter reads its part itself; from any other, every chunk
+    is read and only the rows numbered ``index``, ``index + count``, ... are kept."""
     name, raw_options = parse_spec(spec)
     manager = get_plugin_manager()
     registration = manager.registrations("dataset_reader").get(name)
@@ -116,7 +122,38 @@ def load_dataset_chunks(
         return None
     options = coerce_options(registration.factory, raw_options)
     options.update(overrides)
-    return _checked_chunks(name, registration, registration.factory(chunk_rows, columns, **options))
+    reader = registration.factory
+    if part is None or part[1] == 1:
+        return _checked_chunks(name, registration, reader(chunk_rows, columns, **options))
+    if reads_parts(reader):
+        chunks = reader(chunk_rows, columns, part=tuple(part), **options)
+        return _checked_chunks(name, registration, chunks)
+    chunks = _checked_chunks(name, registration, reader(chunk_rows, columns, **options))
+    return every_nth_row(chunks, *part)
+
+
+def reads_parts(reader: Any) -> bool:
+    """Whether a chunked reader takes a ``part`` (it names the parameter itself)."""
+    try:
+        parameter = inspect.signature(reader).parameters.get("part")
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind in (
+        parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY
+    )
+
+
+def every_nth_row(chunks, index: int, count: int) -> Iterator[Dataset]:
+    """The rows numbered ``index``, ``index + count``, ... of the chunks put end to end
+    (each chunk a :class:`Dataset`; one chunk out for each in)."""
+    seen = 0
+    for chunk in chunks:
+        n = len(chunk.X)
+        keep = np.arange((index - seen) % count, n, count)
+        seen += n
+        X = chunk.X.iloc[keep] if hasattr(chunk.X, "iloc") else chunk.X[keep]
+        y = None if chunk.y is None else np.asarray(chunk.y)[keep]
+        yield Dataset(X, y, chunk.feature_names, chunk.name, chunk.metadata)
 
 
 def _checked_chunks(name: str, registration, chunks) -> Iterator[Dataset]:

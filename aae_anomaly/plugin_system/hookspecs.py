@@ -58,4 +58,12 @@ def register_dataset_readers(register):
     none), which put end to end are the rows the loader returns. ``columns`` is ``None``
     or maps column names to their kind (``numeric``, ``boolean``, ``categorical``,
     ``text``), so that a text format can parse every chunk the same way.
+
+    A reader that can read one part of the rows declares a ``part`` parameter (default
+    ``None``): given ``part=(index, count)``, it returns only part ``index`` of ``count``,
+    the ``count`` parts together holding each row exactly once (one process of a
+    distributed ``fit --stream`` reads one part). One that cannot split its rows exactly
+    for this source raises :class:`aae_anomaly.PartitionError`, and the fit reads the
+    rows whole and keeps every ``count``-th. A reader without the parameter is read
+    whole by every process, which keeps every ``count``-th row.
     """

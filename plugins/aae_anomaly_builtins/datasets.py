@@ -1,6 +1,8 @@
 """Built-in dataset loaders: files (csv, parquet, npy, npz), scikit-learn's bundled data
 sets, and a synthetic generator with known anomalies; and chunked readers for the csv,
-parquet and npy files, which ``score`` streams."""
+parquet and npy files, which ``score`` and ``fit --stream`` stream; each can read one
+part of a file (``part=(index, count)``, see :mod:`aae_anomaly.io.chunks`), which is what
+a process of a distributed ``fit --stream`` reads."""
 
 from __future__ import annotations
 
@@ -11,7 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from aae_anomaly import Dataset, hookimpl
-from aae_anomaly.io.chunks import check_chunk_rows, csv_chunks, parquet_chunks
+from aae_anomaly.io.chunks import (
+    check_chunk_rows,
+    check_part,
+    csv_chunks,
+    parquet_chunks,
+    part_range,
+)
 from aae_anomaly.io.tables import read_csv_table, read_parquet_table, split_label
 
 
@@ -53,20 +61,25 @@ def _table(frame, label: str, file: Path) -> Dataset:
 
 def read_csv_chunks(
     chunk_rows: int, columns=None, path: str = "", label: str = "", delimiter: str = "",
-    decimal: str = "", encoding: str = "utf-8", thousands: str = "",
+    decimal: str = "", encoding: str = "utf-8", thousands: str = "", part=None,
 ):
     """``csv``'s rows, ``chunk_rows`` at a time; ``columns`` (name -> kind) parses every
-    chunk alike."""
+    chunk alike; ``part``: only the lines that start in that share of the file's bytes."""
     file = _existing(path)
-    for frame in csv_chunks(file, chunk_rows, columns, delimiter, decimal, encoding, thousands):
+    for frame in csv_chunks(
+        file, chunk_rows, columns, delimiter, decimal, encoding, thousands, part=part
+    ):
         yield _table(frame, label, file)
 
 
-def read_parquet_chunks(chunk_rows: int, columns=None, path: str = "", label: str = ""):
+def read_parquet_chunks(
+    chunk_rows: int, columns=None, path: str = "", label: str = "", part=None
+):
     """``parquet``'s rows, ``chunk_rows`` at a time, row group by row group (a parquet
-    file's columns have their types: ``columns`` is not needed)."""
+    file's columns have their types: ``columns`` is not needed); ``part``: only that
+    share of the rows, from the row groups that hold them."""
     file = _existing(path)
-    for frame in parquet_chunks(file, chunk_rows):
+    for frame in parquet_chunks(file, chunk_rows, part):
         yield _table(frame, label, file)
 
 
@@ -78,10 +91,12 @@ def load_npy(path: str = "") -> Dataset:
     return Dataset(_numeric(X, path), None, None, file.stem)
 
 
-def read_npy_chunks(chunk_rows: int, columns=None, path: str = ""):
+def read_npy_chunks(chunk_rows: int, columns=None, path: str = "", part=None):
     """``npy``'s rows, ``chunk_rows`` at a time, from the file memory-mapped: only the
-    chunk being scored is read into memory."""
+    chunk being scored is read into memory; ``part``: only that share of the rows (a
+    slice of the mapping)."""
     check_chunk_rows(chunk_rows)
+    part = check_part(part)
     file = _existing(path)
     with _refusing_pickles(path):
         X = _numeric(np.load(file, mmap_mode="r", allow_pickle=False), path)
@@ -89,8 +104,9 @@ def read_npy_chunks(chunk_rows: int, columns=None, path: str = ""):
         yield Dataset(np.array(X), None, None, file.stem)  # refused where it is used
         return
     mapping = getattr(X, "_mmap", None)
-    for start in range(0, max(len(X), 1), chunk_rows):
-        chunk = np.array(X[start : start + chunk_rows])
+    first, stop = part_range(len(X), part)
+    for start in range(first, max(stop, first + 1), chunk_rows):
+        chunk = np.array(X[start : min(start + chunk_rows, stop)])
         if mapping is not None and hasattr(mapping, "madvise"):
             # the pages read stay in the process's resident memory until dropped (the
             # kernel keeps them cached): without this, memory would grow with the file

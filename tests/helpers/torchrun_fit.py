@@ -1,7 +1,8 @@
 """``aae-anomaly`` for the distributed tests, run by ``torchrun``: the real command line,
 with one more prior plugin, ``stopping``, a standard normal prior that raises on the
 ranks listed in ``AAE_TEST_STOP_RANKS`` once it has drawn ``AAE_TEST_STOP_AFTER``
-samples (a fault in the middle of a fit, on chosen processes)."""
+samples (a fault in the middle of a fit, on chosen processes). With ``AAE_TEST_SAVES``
+set to a folder, each rank that saves a model file leaves ``saved-by-rank<R>`` there."""
 
 import os
 import sys
@@ -9,7 +10,7 @@ import types
 
 import torch
 
-from aae_anomaly import Prior, get_plugin_manager, hookimpl
+from aae_anomaly import AAEDetector, Prior, get_plugin_manager, hookimpl
 from aae_anomaly.cli import main
 
 
@@ -42,6 +43,18 @@ def register() -> None:
     get_plugin_manager().register(plugin, "stopping", "stopping-test", "0.1")
 
 
+def record_saves(folder: str) -> None:
+    save = AAEDetector.save
+
+    def recorded(self, path):
+        open(os.path.join(folder, f"saved-by-rank{os.environ['RANK']}"), "w").close()
+        save(self, path)
+
+    AAEDetector.save = recorded
+
+
 if __name__ == "__main__":
     register()
+    if os.environ.get("AAE_TEST_SAVES"):
+        record_saves(os.environ["AAE_TEST_SAVES"])
     sys.exit(main())
