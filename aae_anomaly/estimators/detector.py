@@ -290,6 +290,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 module, prior, train_rows, train_classes, generator, checkpoint,
                 reference, known_anomalies, group,
             )
+            if group is not None:
+                generator.manual_seed(seed)  # the reference's order: alike on every rank
+            self._prepare_reference(module, generator)
             self.__dict__.pop("distributed_", None)
             if group is not None:
                 self.distributed_ = group.describe()
@@ -459,7 +462,6 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                                  (module.anomaly_reference, known_anomalies)):
                 if kept is not None:
                     buffer.copy_(joint_coordinates(module, kept, None, device, workers))
-            self._prepare_reference(module, generator)
         return history
 
     def _prepare_reference(self, module, generator) -> None:
