@@ -32,7 +32,6 @@ most; a CSV file's parts by what an equal split of its bytes gives.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import torch
 
 from ..engine.distributed import ProcessGroup, rank_seed
 from ..errors import PartitionError
+from ..plugin_system.datasets import every_nth, reads_parts
 from .columns import is_frame
 
 Chunks = Callable[[], Iterable[Any]]
@@ -185,26 +185,6 @@ class SharedSample:
         return int((-(-trained // batch_size)).min())
 
 
-def takes_part(chunks: Chunks) -> bool:
-    """Whether ``chunks`` can start a pass over one part of the rows (``part=``)."""
-    try:
-        parameter = inspect.signature(chunks).parameters.get("part")
-    except (TypeError, ValueError):
-        return False
-    return parameter is not None and parameter.kind in (
-        parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY
-    )
-
-
-def every_nth(parts: Iterable[Any], index: int, count: int) -> Iterator[Any]:
-    """The rows numbered ``index``, ``index + count``, ... of ``parts`` put end to end."""
-    seen = 0
-    for part in parts:
-        n = len(part)
-        yield _take(part, np.arange((index - seen) % count, n, count))
-        seen += n
-
-
 def shared_sample(
     chunks: Chunks, size: int, rng: np.random.RandomState, group: ProcessGroup
 ) -> SharedSample:
@@ -215,10 +195,10 @@ def shared_sample(
     seed = group.broadcast(int(rng.randint(np.iinfo(np.int32).max)))  # rank 0's
 
     def strided() -> Iterator[Any]:
-        return every_nth(chunks(), rank, count)
+        return every_nth(chunks(), rank, count, _take)
 
     own = strided
-    if takes_part(chunks):
+    if reads_parts(chunks):
         def own() -> Iterable[Any]:
             return chunks(part=(rank, count))
 

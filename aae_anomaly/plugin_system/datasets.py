@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,7 +129,7 @@ def load_dataset_chunks(
         chunks = reader(chunk_rows, columns, part=tuple(part), **options)
         return _checked_chunks(name, registration, chunks)
     chunks = _checked_chunks(name, registration, reader(chunk_rows, columns, **options))
-    return every_nth_row(chunks, *part)
+    return every_nth(chunks, *part, take=_rows_of, length=lambda chunk: len(chunk.X))
 
 
 def reads_parts(reader: Any) -> bool:
@@ -143,17 +143,23 @@ def reads_parts(reader: Any) -> bool:
     )
 
 
-def every_nth_row(chunks, index: int, count: int) -> Iterator[Dataset]:
-    """The rows numbered ``index``, ``index + count``, ... of the chunks put end to end
-    (each chunk a :class:`Dataset`; one chunk out for each in)."""
+def every_nth(
+    chunks: Iterable[Any], index: int, count: int, take: Callable, length: Callable = len
+) -> Iterator[Any]:
+    """The rows numbered ``index``, ``index + count``, ... of ``chunks`` put end to end,
+    one chunk out for each in: ``take(chunk, positions)`` of each ``length(chunk)`` rows
+    (the fallback for a reader that cannot read one part of the rows)."""
     seen = 0
     for chunk in chunks:
-        n = len(chunk.X)
-        keep = np.arange((index - seen) % count, n, count)
+        n = length(chunk)
+        yield take(chunk, np.arange((index - seen) % count, n, count))
         seen += n
-        X = chunk.X.iloc[keep] if hasattr(chunk.X, "iloc") else chunk.X[keep]
-        y = None if chunk.y is None else np.asarray(chunk.y)[keep]
-        yield Dataset(X, y, chunk.feature_names, chunk.name, chunk.metadata)
+
+
+def _rows_of(chunk: Dataset, keep: np.ndarray) -> Dataset:
+    X = chunk.X.iloc[keep] if hasattr(chunk.X, "iloc") else chunk.X[keep]
+    y = None if chunk.y is None else np.asarray(chunk.y)[keep]
+    return Dataset(X, y, chunk.feature_names, chunk.name, chunk.metadata)
 
 
 def _checked_chunks(name: str, registration, chunks) -> Iterator[Dataset]:
