@@ -170,7 +170,7 @@ def _given(ctx: click.Context, name: str) -> bool:
     is_flag=True,
     help="Train on DATA a chunk at a time, for files larger than memory (.csv, .parquet, "
     ".npy): statistics from a uniform sample of --sample-rows rows, batches from a "
-    "shuffle buffer of --shuffle-rows rows; see docs/scale.md.",
+    "shuffle buffer of --shuffle-rows rows; takes --checkpoint; see docs/scale.md.",
 )
 @click.option(
     "--chunk-rows",
@@ -230,7 +230,7 @@ def fit(
       aae-anomaly fit synthetic:n=2000 -o model.aae --config settings.toml
       aae-anomaly fit big.csv -o model.aae --checkpoint ckpt/ [--resume]
       aae-anomaly fit orders.csv -o model.aae --id-column "order id" --missing impute
-      aae-anomaly fit events.parquet -o model.aae --stream
+      aae-anomaly fit events.parquet -o model.aae --stream --checkpoint ckpt/
     """
     if resume and not checkpoint_dir:
         raise BadInput("--resume needs --checkpoint DIR, the directory to resume from")
@@ -250,11 +250,13 @@ def fit(
         if group is not None and not group.is_main:
             quiet = True  # rank 0 speaks for the job
         if stream:
+            if resume and not quiet:
+                click.echo(_resume_note(checkpoint_dir), err=True)
             detector = _fit_streamed(
                 data, settings, label_column, read_options, progress_level(quiet, verbose),
                 (chunk_rows, sample_rows, shuffle_rows),
                 classes_column=classes_column, known_anomalies=known_anomalies,
-                checkpoint_dir=checkpoint_dir, group=group,
+                checkpoint_dir=checkpoint_dir, resume=resume,
             )  # fmt: skip
             if group is None or group.is_main:
                 detector.save(output)
@@ -317,22 +319,27 @@ def _fit_whole(
     return detector, n_trained
 
 
+# the options a fit on DATA read in parts does not take: they need every row in memory
+WHOLE_DATA_OPTIONS = ("--classes-column", "--known-anomalies")
+
+
 def _fit_streamed(
     data, settings, label_column, read_options, verbose, sizes, *, classes_column,
-    known_anomalies, checkpoint_dir, group,
+    known_anomalies, checkpoint_dir, resume,
 ):
     """``fit --stream``: the detector fitted on DATA read a chunk at a time."""
-    refused = [name for name, given in (
-        ("--classes-column", classes_column), ("--known-anomalies", known_anomalies),
-        ("--checkpoint", checkpoint_dir),
-    ) if given]  # fmt: skip
+    refused = [flag for flag, value in zip(WHOLE_DATA_OPTIONS, (classes_column, known_anomalies),
+                                           strict=True) if value]  # fmt: skip
     if refused:
         raise ValueError(f"--stream does not combine with {refused[0]}; fit without --stream")
     chunk_rows, sample_rows, shuffle_rows = sizes
     ignored = [*(settings["id_columns"] or []), *(settings["drop_columns"] or [])]
     parts = streamed_parts(data, chunk_rows, label_column, read_options, ignored)
     detector = AAEDetector(**settings, verbose=verbose)
-    return detector.fit_chunks(parts, sample_rows=sample_rows, shuffle_rows=shuffle_rows)
+    return detector.fit_chunks(
+        parts, sample_rows=sample_rows, shuffle_rows=shuffle_rows,
+        checkpoint_dir=checkpoint_dir, resume=resume,
+    )  # fmt: skip
 
 
 class Interrupted(BaseException):
