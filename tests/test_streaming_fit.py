@@ -75,6 +75,14 @@ def test_tables_come_in_parts_too():
     assert np.isfinite(detector.score_samples(table)).all()
 
 
+def test_an_image_model_keeps_the_grey_scale_of_its_rows_as_fit_does():
+    images = np.random.default_rng(4).uniform(0, 255, size=(120, 1, 4, 4)).round()
+    params = {**FAST, "epochs": 1, "encoder": "conv"}
+    whole = AAEDetector(**params).fit(images)
+    parts = AAEDetector(**params).fit_chunks(parts_of(images, 50))
+    np.testing.assert_array_equal(parts.input_range_, whole.input_range_)
+
+
 def test_every_row_but_the_held_back_ones_is_trained_on_once_an_epoch():
     import torch
 

@@ -407,6 +407,12 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         reference = fitting.capped(train_sample, rng) if self.n_neighbors else None
         device = resolve_device(self.device)
         self.input_shape_ = input_shape  # the parts are checked against it
+        # an image model's grey scale, as fit keeps it: the sample's training rows' range
+        # (all training rows' when they are fewer than sample_rows)
+        self.__dict__.pop("input_range_", None)
+        value_range = channel_range(train_sample, input_shape)
+        if value_range is not None:
+            self.input_range_ = value_range
         names = getattr(self, "feature_names_in_", None)
         schema = getattr(self, "schema_", None)
         if schema is not None:
