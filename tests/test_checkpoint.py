@@ -105,6 +105,95 @@ def test_resume_without_a_checkpoint_starts_from_the_beginning(tmp_path, uninter
     assert (tmp_path / FILENAME).is_file()
 
 
+# -- a fit on rows read in parts (fit_chunks, fit --stream) ------------------------------------
+STREAM_ROWS = np.random.default_rng(6).normal(size=(600, 5))
+STREAM_PARAMS = {"epochs": 5, "batch_size": 32, "random_state": 3}
+# fewer sample rows than rows, so that the statistics come from a sampled pass
+STREAM_SIZES = {"sample_rows": 200, "shuffle_rows": 100}
+
+
+def _parts(rows=STREAM_ROWS, size=70):
+    return lambda: (rows[i : i + size] for i in range(0, len(rows), size))
+
+
+def _streamed(directory=None, resume=False, parts=None, **sizes):
+    return AAEDetector(**STREAM_PARAMS).fit_chunks(
+        parts or _parts(), **{**STREAM_SIZES, **sizes}, checkpoint_dir=directory, resume=resume
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_streamed():
+    return _streamed()
+
+
+def _streamed_stopping_after(epoch, monkeypatch, directory):
+    save = Checkpoint.save
+
+    def save_then_stop(self, trainer):
+        save(self, trainer)
+        if trainer.epoch == epoch:
+            raise Stop
+
+    monkeypatch.setattr(Checkpoint, "save", save_then_stop)
+    with pytest.raises(Stop):
+        _streamed(directory)
+    monkeypatch.setattr(Checkpoint, "save", save)
+
+
+@pytest.mark.parametrize("stop_after", [1, 4])
+def test_a_resumed_streamed_fit_gives_the_uninterrupted_model_bit_for_bit(
+    tmp_path, monkeypatch, uninterrupted_streamed, stop_after
+):
+    _streamed_stopping_after(stop_after, monkeypatch, tmp_path)
+    resumed = _streamed(tmp_path, resume=True)
+    whole = uninterrupted_streamed
+    # the resumed fit's own statistics pass drew the same sample: the same scaling,
+    # calibration and reference rows (module buffers), then the same training
+    assert resumed.calibration_.to_dict() == whole.calibration_.to_dict()
+    for name, tensor in whole.module_.state_dict().items():
+        assert torch.equal(resumed.module_.state_dict()[name], tensor), name
+    np.testing.assert_array_equal(resumed.score_samples(STREAM_ROWS),
+                                  whole.score_samples(STREAM_ROWS))  # fmt: skip
+    assert resumed.history_ == whole.history_ and resumed.offset_ == whole.offset_
+
+
+def test_resume_of_a_streamed_fit_on_other_rows_or_settings_is_refused(tmp_path, monkeypatch):
+    from aae_anomaly.estimators.streaming import reservoir
+
+    _streamed_stopping_after(2, monkeypatch, tmp_path)
+    # a row the sample does not hold: only the digest of every row tells the change
+    _, sampled, _ = reservoir(_parts()(), STREAM_SIZES["sample_rows"], np.random.RandomState(3))
+    outside = int(np.setdiff1d(np.arange(len(STREAM_ROWS)), sampled)[0])
+    changed = STREAM_ROWS.copy()
+    changed[outside, 0] += 1e-9
+    with pytest.raises(CheckpointError, match=r"differs in: stream.rows_sha256\)"):
+        _streamed(tmp_path, resume=True, parts=_parts(changed))
+    # other parts give other batches: a resume would not end with the same model
+    with pytest.raises(CheckpointError, match="stream.part_sizes_sha256"):
+        _streamed(tmp_path, resume=True, parts=_parts(size=50))
+    with pytest.raises(CheckpointError, match=r"differs in: stream.shuffle_rows\)"):
+        _streamed(tmp_path, resume=True, shuffle_rows=90)
+    with pytest.raises(CheckpointError, match="params.epochs"):
+        AAEDetector(**{**STREAM_PARAMS, "epochs": 6}).fit_chunks(
+            _parts(), **STREAM_SIZES, checkpoint_dir=tmp_path, resume=True
+        )
+
+
+def test_a_streamed_fit_refuses_a_checkpoint_before_reading_the_rows(tmp_path, monkeypatch):
+    _streamed_stopping_after(1, monkeypatch, tmp_path)
+
+    def unread():
+        raise AssertionError("the rows were read")
+
+    with pytest.raises(CheckpointError, match="already holds a checkpoint; resume it"):
+        _streamed(tmp_path, parts=unread)
+    with pytest.raises(ValueError, match="needs an integer random_state"):
+        AAEDetector(epochs=1).fit_chunks(unread, checkpoint_dir=tmp_path / "other")
+    with pytest.raises(ValueError, match="resume=True needs the checkpoint_dir"):
+        AAEDetector(epochs=1, random_state=0).fit_chunks(unread, resume=True)
+
+
 def _rewrite(path, change_document=None, change_tensors=None):
     from safetensors.torch import save_file
 

@@ -1,5 +1,6 @@
-"""``torchrun --nproc-per-node 2 aae-anomaly fit``: two CPU processes, gloo, one model;
-``fit --stream``, where each process reads only its own part of DATA.
+"""``torchrun --nproc-per-node 2 aae-anomaly fit``: two CPU processes, gloo, one model.
+Each process reads only its own part of a DATA that can be read in parts (.npy, .csv),
+as with ``fit --stream``; of any other DATA (.npz), all rows, training on its shard.
 
 Each test launches real processes through ``torch.distributed.run`` on loopback, with
 small data and few epochs (a few seconds each)."""
@@ -35,15 +36,22 @@ NORMAL = DATA.X[DATA.y == 0][np.random.default_rng(0).permutation(int((DATA.y ==
 TRAIN_ROWS, TEST_X = NORMAL[:250], np.vstack([NORMAL[250:], DATA.X[DATA.y == 1]])
 TEST_Y = np.r_[np.zeros(len(NORMAL) - 250), np.ones(int(DATA.y.sum()))]
 # 250 rows of which 200 train (a fifth calibrates): 100 a rank, 7 steps of 16 an epoch
-FIT = ["--epochs", "12", "--batch-size", "32", "--seed", "0", "-q"]
+FIT = ["--epochs", "12", "--batch-size", "32", "--seed", "0"]
 
 
-def fit(model: Path, *args, processes: int = 2, env: dict | None = None, timeout: int = 240):
+def fit(
+    model: Path, *args, processes: int = 2, env: dict | None = None, timeout: int = 240,
+    suffix: str = ".npy", quiet: bool = True,
+):
     """``aae-anomaly fit TRAIN -o model`` under torchrun with ``processes`` processes (1:
-    the plain command, for comparison); TRAIN is an .npy beside the model."""
-    train = model.parent / "train.npy"
+    the plain command, for comparison); TRAIN is an .npy (read in parts) or an .npz (read
+    whole by each process) beside the model."""
+    train = model.parent / f"train{suffix}"
     if not train.exists():
-        np.save(train, TRAIN_ROWS)
+        if suffix == ".npz":
+            np.savez(train, X=TRAIN_ROWS)
+        else:
+            np.save(train, TRAIN_ROWS)
     if processes == 1:
         command = [sys.executable, "-m", "aae_anomaly", "fit", str(train), "-o", str(model)]
     else:
@@ -53,8 +61,8 @@ def fit(model: Path, *args, processes: int = 2, env: dict | None = None, timeout
         ]  # fmt: skip
     variables = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(
-        [*command, *FIT, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-        env=variables,
+        [*command, *FIT, *(["-q"] if quiet else []), *map(str, args)], capture_output=True,
+        text=True, timeout=timeout, env=variables,
     )  # fmt: skip
 
 
@@ -118,19 +126,32 @@ def stopping_prior(fresh_plugins):
     worker.register()
 
 
-def test_an_interrupted_distributed_fit_resumes_to_the_same_model(tmp_path, stopping_prior):
+# the note rank 0 writes of how the processes read DATA
+READ_NOTES = {
+    ".npy": "note: each process reads its own part of DATA, a chunk at a time, as with --stream",
+    ".npz": "note: each process reads all of DATA and trains on its own shard: ",
+}
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npy"])
+def test_an_interrupted_distributed_fit_resumes_to_the_same_model(
+    tmp_path, stopping_prior, suffix
+):
     whole, resumed = tmp_path / "whole.aae", tmp_path / "resumed.aae"
-    prior = ["--prior", "stopping"]
-    result = fit(whole, *prior, "--checkpoint", tmp_path / "a")
+    prior, quick = ["--prior", "stopping"], {"suffix": suffix}
+    result = fit(whole, *prior, "--checkpoint", tmp_path / "a", **quick, quiet=False)
     assert result.returncode == 0, result.stderr
-    # both ranks stop in epoch 5 (7 batches, so 7 prior samples, an epoch)
+    assert result.stderr.count(READ_NOTES[suffix]) == 1, result.stderr  # rank 0's alone
+    # both ranks stop in epoch 5 (7 batches, so 7 prior samples, an epoch; in parts, 7 or
+    # 8 batches of each rank's 110 or so rows), after writing the checkpoints of epoch 4
     stop = {"AAE_TEST_STOP_RANKS": "0,1", "AAE_TEST_STOP_AFTER": "30"}
-    result = fit(resumed, *prior, "--checkpoint", tmp_path / "b", env=stop)
+    result = fit(resumed, *prior, "--checkpoint", tmp_path / "b", env=stop, **quick)
     assert result.returncode != 0 and not resumed.exists()
+    assert "rank 0 stopped on purpose" in result.stderr
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
         "checkpoint-rank1.safetensors", "checkpoint.safetensors",
     ]
-    result = fit(resumed, *prior, "--checkpoint", tmp_path / "b", "--resume")
+    result = fit(resumed, *prior, "--checkpoint", tmp_path / "b", "--resume", **quick)
     assert result.returncode == 0, result.stderr
     a, b = aae_anomaly.load(whole), aae_anomaly.load(resumed)
     np.testing.assert_array_equal(a.score_samples(TEST_X), b.score_samples(TEST_X))
@@ -193,6 +214,35 @@ def test_a_streamed_fit_reads_a_part_on_each_process_and_trains_as_well_as_one(t
     # it, hence 0.03.
     assert abs(a["reconstruction"] - b["reconstruction"]) <= 0.03
     assert b["reconstruction"] > 0.95 and b["score"] > 0.99
+
+
+def test_plain_fit_reads_a_part_of_a_csv_file_on_each_process(tmp_path):
+    data = tmp_path / "normal.csv"
+    pd.DataFrame(SYN_NORMAL[:1000], columns=SYNTHETIC.feature_names).to_csv(data, index=False)
+    model, reads = tmp_path / "m.aae", tmp_path / "reads"
+    reads.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         str(WORKER), "fit", str(data), "-o", str(model), "--chunk-rows", "128", "--epochs",
+         "3", "--seed", "0"],
+        capture_output=True, text=True, timeout=240,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "AAE_TEST_READS": str(reads)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count(READ_NOTES[".npy"]) == 1, result.stderr
+    assert "1000 rows read a chunk at a time, each process its own part" in result.stderr
+    passes = [json.loads((reads / f"reads-rank{rank}.json").read_text()) for rank in (0, 1)]
+    for rank, own in enumerate(passes):
+        # each rank looks at the first chunk of the file, to parse every chunk alike
+        assert own[0] == {"part": None, "rows": 128}
+        # then reads only its part: once for the statistics, once an epoch
+        assert len(own) == 1 + 1 + 3
+        assert all(entry["part"] == [rank, 2] for entry in own[1:]), own
+    # the two parts hold every row once, about half each (an equal split of the bytes)
+    for first, second in zip(passes[0][1:], passes[1][1:], strict=True):
+        assert first["rows"] + second["rows"] == 1000
+        assert 400 < first["rows"] < 600
+    assert "world size 2 (gloo)" in CliRunner().invoke(main, ["info", str(model)]).output
 
 
 def test_a_csv_file_that_cannot_be_split_is_read_whole_by_each_process(tmp_path):

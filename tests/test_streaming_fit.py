@@ -75,6 +75,14 @@ def test_tables_come_in_parts_too():
     assert np.isfinite(detector.score_samples(table)).all()
 
 
+def test_an_image_model_keeps_the_grey_scale_of_its_rows_as_fit_does():
+    images = np.random.default_rng(4).uniform(0, 255, size=(120, 1, 4, 4)).round()
+    params = {**FAST, "epochs": 1, "encoder": "conv"}
+    whole = AAEDetector(**params).fit(images)
+    parts = AAEDetector(**params).fit_chunks(parts_of(images, 50))
+    np.testing.assert_array_equal(parts.input_range_, whole.input_range_)
+
+
 def test_every_row_but_the_held_back_ones_is_trained_on_once_an_epoch():
     import torch
 
@@ -143,10 +151,55 @@ def test_fit_stream_names_what_it_cannot_do(tmp_path):
     output = tmp_path / "m.aae"
     assert_bad_input(run("fit", tmp_path / "rows.npz", "-o", output, "--stream"),
                      "is read whole: fit it without --stream")  # fmt: skip
-    checkpointed = run("fit", tmp_path / "rows.npy", "-o", output, "--stream", "--checkpoint",
-                       tmp_path / "c")  # fmt: skip
-    assert_bad_input(checkpointed, "--stream does not combine with --checkpoint")
+    known = run("fit", tmp_path / "rows.npy", "-o", output, "--stream", "--known-anomalies")
+    assert_bad_input(known, "--stream does not combine with --known-anomalies")
     assert_bad_input(run("fit", tmp_path / "rows.npy", "-o", output, "--stream",
                          "--chunk-rows", 0), "Invalid value for '--chunk-rows'")  # fmt: skip
     result = run("fit", tmp_path / "rows.npy", "-o", output, "--stream", "--epochs", 1, "-q")
     assert result.exit_code == 0, result.output
+
+
+def test_fit_stream_checkpoints_and_resumes_to_the_same_model_file(tmp_path, monkeypatch):
+    from conftest import run
+
+    from aae_anomaly.engine.checkpoint import FILENAME, Checkpoint
+
+    rng = np.random.default_rng(2)
+    table = pd.DataFrame({"city": rng.choice(["Paris", "Lyon"], 700),
+                          "amount": rng.normal(40, 5, 700)})  # fmt: skip
+    table.to_csv(tmp_path / "rows.csv", index=False)
+    args = ["fit", tmp_path / "rows.csv", "--stream", "--chunk-rows", 90, "--sample-rows",
+            300, "--shuffle-rows", 120, "--epochs", 5, "--seed", 1, "-q"]  # fmt: skip
+    assert run(*args, "-o", tmp_path / "whole.aae").exit_code == 0
+    # an interruption (SIGINT) right after epoch 3's checkpoint
+    save = Checkpoint.save
+
+    def save_then_interrupt(self, trainer):
+        save(self, trainer)
+        if trainer.epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpoint, "save", save_then_interrupt)
+    resumed, checkpoints = tmp_path / "resumed.aae", tmp_path / "ckpt"
+    result = run(*args, "-o", resumed, "--checkpoint", checkpoints)
+    assert result.exit_code == 130 and "Error: fit interrupted by SIGINT" in result.stderr
+    assert not resumed.exists() and (checkpoints / FILENAME).is_file()
+    monkeypatch.setattr(Checkpoint, "save", save)
+    result = run(*args, "-o", resumed, "--checkpoint", checkpoints, "--resume")
+    assert result.exit_code == 0, result.output
+    assert resumed.read_bytes() == (tmp_path / "whole.aae").read_bytes()
+
+
+def test_fit_stream_refuses_to_resume_on_changed_data(tmp_path):
+    from conftest import assert_bad_input, run
+
+    rows = np.random.default_rng(3).normal(size=(400, 4))
+    np.save(tmp_path / "rows.npy", rows)
+    args = ["fit", tmp_path / "rows.npy", "-o", tmp_path / "m.aae", "--stream", "--chunk-rows",
+            100, "--epochs", 2, "--checkpoint", tmp_path / "ckpt", "-q"]  # fmt: skip
+    assert run(*args).exit_code == 0
+    rows[-1, -1] += 1.0
+    np.save(tmp_path / "rows.npy", rows)
+    assert_bad_input(run(*args, "--resume"), "belongs to a different fit",
+                     "stream.rows_sha256")  # fmt: skip
+    assert_bad_input(run(*args), "already holds a checkpoint; resume it")

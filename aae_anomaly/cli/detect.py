@@ -25,6 +25,7 @@ from ..io.tables import (
     check_output_path,
     read_data,
     read_data_chunks,
+    reads_in_parts,
     write_table,
 )
 from .app import BadInput, main, user_errors
@@ -170,25 +171,27 @@ def _given(ctx: click.Context, name: str) -> bool:
     is_flag=True,
     help="Train on DATA a chunk at a time, for files larger than memory (.csv, .parquet, "
     ".npy): statistics from a uniform sample of --sample-rows rows, batches from a "
-    "shuffle buffer of --shuffle-rows rows; see docs/scale.md.",
+    "shuffle buffer of --shuffle-rows rows; takes --checkpoint. Under torchrun, fit "
+    "reads DATA this way without it, each process its own part (unless "
+    "--classes-column or --known-anomalies is given); see docs/scale.md.",
 )
 @click.option(
     "--chunk-rows",
     type=click.IntRange(min=1),
     default=DEFAULT_CHUNK_ROWS,
-    help="Rows read at a time with --stream.",
+    help="Rows read at a time with --stream (and under torchrun).",
 )
 @click.option(
     "--sample-rows",
     type=click.IntRange(min=1),
     default=DEFAULT_SAMPLE_ROWS,
-    help="Rows sampled for the statistics with --stream.",
+    help="Rows sampled for the statistics with --stream (and under torchrun).",
 )
 @click.option(
     "--shuffle-rows",
     type=click.IntRange(min=1),
     default=DEFAULT_SHUFFLE_ROWS,
-    help="Rows in the shuffle buffer with --stream.",
+    help="Rows in the shuffle buffer with --stream (and under torchrun).",
 )
 @table_options()
 @quiet_option()
@@ -223,6 +226,11 @@ def fit(
     SIGINT or SIGTERM stops the fit without writing OUTPUT (exit status 130 or 143); with
     --checkpoint, run the same command with --resume to continue it.
 
+    Under torchrun (one process per CPU or GPU), the processes train one model together,
+    and each reads only its own part of a .csv, .parquet or .npy DATA, a chunk at a time,
+    as with --stream; with --classes-column or --known-anomalies, or DATA that cannot be
+    read in parts, each reads all of DATA (a note says so). Rank 0 writes OUTPUT.
+
     \b
     Example:
       aae-anomaly fit normal.csv -o model.aae --prior mixture \\
@@ -230,7 +238,8 @@ def fit(
       aae-anomaly fit synthetic:n=2000 -o model.aae --config settings.toml
       aae-anomaly fit big.csv -o model.aae --checkpoint ckpt/ [--resume]
       aae-anomaly fit orders.csv -o model.aae --id-column "order id" --missing impute
-      aae-anomaly fit events.parquet -o model.aae --stream
+      aae-anomaly fit events.parquet -o model.aae --stream --checkpoint ckpt/
+      torchrun --nproc-per-node 2 $(command -v aae-anomaly) fit big.csv -o model.aae
     """
     if resume and not checkpoint_dir:
         raise BadInput("--resume needs --checkpoint DIR, the directory to resume from")
@@ -249,12 +258,16 @@ def fit(
         group = exits.enter_context(torchrun_processes(settings))
         if group is not None and not group.is_main:
             quiet = True  # rank 0 speaks for the job
-        if stream:
+        if stream or group is not None and _reads_own_part(
+            data, label_column, read_options, quiet, classes_column, known_anomalies
+        ):
+            if resume and not quiet:
+                click.echo(_resume_note(checkpoint_dir), err=True)
             detector = _fit_streamed(
                 data, settings, label_column, read_options, progress_level(quiet, verbose),
                 (chunk_rows, sample_rows, shuffle_rows),
                 classes_column=classes_column, known_anomalies=known_anomalies,
-                checkpoint_dir=checkpoint_dir, group=group,
+                checkpoint_dir=checkpoint_dir, resume=resume,
             )  # fmt: skip
             if group is None or group.is_main:
                 detector.save(output)
@@ -317,22 +330,57 @@ def _fit_whole(
     return detector, n_trained
 
 
+# the options a fit on DATA read in parts does not take: they need every row in memory
+WHOLE_DATA_OPTIONS = ("--classes-column", "--known-anomalies")
+
+
+def _reads_own_part(
+    data, label_column, read_options, quiet, classes_column, known_anomalies
+) -> bool:
+    """Under torchrun: whether ``fit`` reads DATA as ``fit --stream`` does, each process
+    its own part, a chunk at a time. It does unless an option needs every row in memory
+    or DATA's reader cannot read one part; then each process reads all of DATA and
+    trains on its shard, and a note says why."""
+    given = [flag for flag, value in zip(WHOLE_DATA_OPTIONS, (classes_column, known_anomalies),
+                                         strict=True) if value]  # fmt: skip
+    if given:
+        reason = f"{given[0]} needs every row in memory"
+    elif not reads_in_parts(data, label_column, read_options):
+        reason = f"{data} cannot be read one part at a time (.csv, .parquet and .npy can)"
+    else:
+        if not quiet:
+            click.echo(
+                "note: each process reads its own part of DATA, a chunk at a time, as with "
+                "--stream (statistics from a sample of up to --sample-rows rows)",
+                err=True,
+            )
+        return True
+    if not quiet:
+        click.echo(
+            f"note: each process reads all of DATA and trains on its own shard: {reason}",
+            err=True,
+        )
+    return False
+
+
 def _fit_streamed(
     data, settings, label_column, read_options, verbose, sizes, *, classes_column,
-    known_anomalies, checkpoint_dir, group,
+    known_anomalies, checkpoint_dir, resume,
 ):
-    """``fit --stream``: the detector fitted on DATA read a chunk at a time."""
-    refused = [name for name, given in (
-        ("--classes-column", classes_column), ("--known-anomalies", known_anomalies),
-        ("--checkpoint", checkpoint_dir),
-    ) if given]  # fmt: skip
+    """``fit --stream`` (and ``fit`` under torchrun): the detector fitted on DATA read a
+    chunk at a time."""
+    refused = [flag for flag, value in zip(WHOLE_DATA_OPTIONS, (classes_column, known_anomalies),
+                                           strict=True) if value]  # fmt: skip
     if refused:
         raise ValueError(f"--stream does not combine with {refused[0]}; fit without --stream")
     chunk_rows, sample_rows, shuffle_rows = sizes
     ignored = [*(settings["id_columns"] or []), *(settings["drop_columns"] or [])]
     parts = streamed_parts(data, chunk_rows, label_column, read_options, ignored)
     detector = AAEDetector(**settings, verbose=verbose)
-    return detector.fit_chunks(parts, sample_rows=sample_rows, shuffle_rows=shuffle_rows)
+    return detector.fit_chunks(
+        parts, sample_rows=sample_rows, shuffle_rows=shuffle_rows,
+        checkpoint_dir=checkpoint_dir, resume=resume,
+    )  # fmt: skip
 
 
 class Interrupted(BaseException):

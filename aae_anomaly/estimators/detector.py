@@ -310,6 +310,8 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         *,
         sample_rows: int = streaming.DEFAULT_SAMPLE_ROWS,
         shuffle_rows: int = streaming.DEFAULT_SHUFFLE_ROWS,
+        checkpoint_dir=None,
+        resume: bool = False,
     ):
         """Fit on normal rows that come in parts, more than memory may hold.
 
@@ -333,25 +335,42 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         train with ``DistributedDataParallel``, each epoch as many batches on each (see
         :mod:`aae_anomaly.estimators.streaming`); ``streamed_rows_`` counts the rows of
         all parts.
+
+        ``checkpoint_dir`` and ``resume`` work as in :meth:`fit` (in a distributed fit,
+        each process keeps its own file there). The checkpoint is identified by the
+        parameters, ``sample_rows`` and ``shuffle_rows``, a digest of every row read and
+        of the parts' sizes (taken in the first pass, only when checkpointing), and one
+        of the sample's training rows; the first pass is seeded, so a resumed fit
+        learns the same statistics and ends with the model an uninterrupted one gives.
         """
         self._check_params()
         check_int("sample_rows", sample_rows)
         check_int("shuffle_rows", shuffle_rows)
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs the checkpoint_dir to resume from")
         if not callable(chunks):
             raise TypeError(
                 "chunks must be a callable that returns a new iterator over the parts each "
                 f"time (the rows are read once per epoch), got {type(chunks).__name__}"
             )
         group = current_group()
+        # before the pass over the rows, which may be long
+        fitting.check_checkpoint_dir(self, checkpoint_dir, resume, group)
+        checkpointed = checkpoint_dir is not None
         rng = check_random_state(self.random_state)
         shared = None
         if group is None:
-            sample, numbers, n_rows = streaming.reservoir(chunks(), sample_rows, rng)
+            digest = streaming.RowsDigest() if checkpointed else None
+            sample, numbers, n_rows = streaming.reservoir(
+                chunks(), sample_rows, rng, digest=digest
+            )
             own_chunks = chunks
+            rows_identity = None if digest is None else digest.identity()
         else:
-            shared = streaming.shared_sample(chunks, sample_rows, rng, group)
+            shared = streaming.shared_sample(chunks, sample_rows, rng, group, checkpointed)
             sample, numbers, n_rows, rng = shared.sample, shared.numbers, shared.n_rows, shared.rng
             own_chunks = shared.chunks
+            rows_identity = shared.digest
         X, image_shape = training_rows(self, sample, None)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         train_index, calibration_index = calibration.split_calibration(
@@ -369,6 +388,17 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             steps = shared.steps(held_back, batch_size)
             held_back = shared.own(held_back)
         train_sample = X[train_index]
+        checkpoint = None
+        if checkpointed:
+            stream = {
+                "rows": n_rows, **rows_identity, "sample_rows": sample_rows,
+                "shuffle_rows": shuffle_rows,
+            }  # fmt: skip
+            if shared is not None:
+                stream["part_rows"] = shared.counts.tolist()
+            checkpoint = fitting.open_checkpoint(
+                self, checkpoint_dir, train_sample, resume, None, group, streamed=stream
+            )
         architecture, input_shape = architecture_and_input_shape(self, image_shape, X.shape[1])
         self.latent_dim_ = resolved_latent_dim(self.latent_dim, X.shape[1])
         prior = create_prior(self.prior, self.latent_dim_, self.prior_params or {})
@@ -377,6 +407,12 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         reference = fitting.capped(train_sample, rng) if self.n_neighbors else None
         device = resolve_device(self.device)
         self.input_shape_ = input_shape  # the parts are checked against it
+        # an image model's grey scale, as fit keeps it: the sample's training rows' range
+        # (all training rows' when they are fewer than sample_rows)
+        self.__dict__.pop("input_range_", None)
+        value_range = channel_range(train_sample, input_shape)
+        if value_range is not None:
+            self.input_range_ = value_range
         names = getattr(self, "feature_names_in_", None)
         schema = getattr(self, "schema_", None)
         if schema is not None:
@@ -406,7 +442,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                 config = dataclasses.replace(training_config(self), batch_size=batch_size)
                 trainer = StreamingTrainer(module, prior, batches, config, generator, group)
                 self.history_ = fitting.train(
-                    self, trainer, None, show=group is None or group.is_main
+                    self, trainer, checkpoint, show=group is None or group.is_main
                 )
                 del trainer
                 if group is not None:

@@ -27,28 +27,23 @@ PROGRESS_METRICS = {
 
 
 def open_checkpoint(
-    estimator, directory, train_rows: np.ndarray, resume: bool, classes=None, group=None
+    estimator, directory, train_rows: np.ndarray | None, resume: bool, classes=None,
+    group=None, *, streamed: dict | None = None,
 ) -> Checkpoint | None:
     """The checkpoint of this fit in ``directory`` (None without one): identified by the
     estimator's parameters and a digest of its training rows (and classes), so that only
     the same fit resumes it. In a distributed fit each rank has its own file (its own
-    random generator's state), and the number of ranks is part of the identity."""
+    random generator's state), and the number of ranks is part of the identity.
+    ``streamed``: for a fit on rows read in parts, what identifies them beyond the
+    sample's ``train_rows`` (see :meth:`AAEDetector.fit_chunks`)."""
     if directory is None:
         return None
-    seed = estimator.random_state
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(
-            "checkpointing needs an integer random_state, so that a resumed fit continues "
-            f"the same one; got {seed!r}"
-        )
-    params = estimator.get_params(deep=False)
-    del params["verbose"]
-    if params["input_shape"] is not None:
-        params["input_shape"] = [int(s) for s in params["input_shape"]]
-    params["random_state"] = int(params["random_state"])
-    identity = {"params": params, "training_rows_sha256": data_digest(train_rows)}
+    identity = {"params": _checkpoint_params(estimator)}
+    identity["training_rows_sha256"] = data_digest(train_rows)
     if classes is not None:
         identity["training_classes_sha256"] = data_digest(classes)
+    if streamed is not None:
+        identity["stream"] = dict(streamed)
     rank = 0
     if group is not None:
         identity["distributed"] = group.describe()
@@ -62,6 +57,36 @@ def open_checkpoint(
     return checkpoint
 
 
+def check_checkpoint_dir(estimator, directory, resume: bool, group=None) -> None:
+    """What :func:`open_checkpoint` refuses without the training rows, checked before a
+    long pass over them: a seed that is not an integer, or a checkpoint already in
+    ``directory`` without ``resume``."""
+    if directory is None:
+        return
+    _checkpoint_params(estimator)
+    checkpoint = Checkpoint(directory, {}, 0 if group is None else group.rank)
+    if checkpoint.exists() and not resume:
+        raise CheckpointError(
+            f"{checkpoint.path} already holds a checkpoint; resume it, or remove it to "
+            "start over"
+        )
+
+
+def _checkpoint_params(estimator) -> dict:
+    seed = estimator.random_state
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(
+            "checkpointing needs an integer random_state, so that a resumed fit continues "
+            f"the same one; got {seed!r}"
+        )
+    params = estimator.get_params(deep=False)
+    del params["verbose"]
+    if params["input_shape"] is not None:
+        params["input_shape"] = [int(s) for s in params["input_shape"]]
+    params["random_state"] = int(params["random_state"])
+    return params
+
+
 def train(
     estimator, trainer: Trainer, checkpoint: Checkpoint | None, show: bool = True
 ) -> dict[str, list[float]]:
@@ -70,7 +95,23 @@ def train(
     ``show``: one rank of a distributed fit shows it)."""
     if checkpoint is not None and checkpoint.exists():
         checkpoint.restore(trainer)
+    if checkpoint is not None and trainer.group is not None:
+        _check_same_epochs(trainer, checkpoint)
     return trainer.fit(_epoch_callback(estimator, trainer, checkpoint, show))
+
+
+def _check_same_epochs(trainer: Trainer, checkpoint: Checkpoint) -> None:
+    """The ranks of a distributed fit must resume from the same epoch, or their steps no
+    longer pair up; a job stopped while the ranks were writing their checkpoints (each
+    its own file) can leave some an epoch ahead. Collective."""
+    epochs = trainer.group.gather(trainer.epoch)
+    if len(set(epochs)) > 1:
+        done = ", ".join(f"rank {rank}: {epoch}" for rank, epoch in enumerate(epochs))
+        raise CheckpointError(
+            f"the processes' checkpoints in {checkpoint.directory} hold different numbers "
+            f"of epochs ({done}): the job stopped while they were being written; remove "
+            "them to start the fit over"
+        )
 
 
 def _epoch_callback(estimator, trainer: Trainer, checkpoint, show: bool) -> Callable | None:

@@ -28,10 +28,18 @@ it. Each epoch, every process stops after the fewest batches any process's part 
 rows of a longer part beyond that (a random few of the last its shuffle buffer holds)
 sit that epoch out. Equal parts (.npy, Parquet, every n-th row) differ by a row at
 most; a CSV file's parts by what an equal split of its bytes gives.
+
+A checkpointed fit (``checkpoint_dir``) also digests every row in that first pass
+(:class:`RowsDigest`), since its checkpoint must only resume the same fit and the sample
+alone does not tell a changed row outside it. The pass is seeded, so a resumed fit draws
+the same sample, and hence the same statistics, as the run it continues; the digest of the
+sample's training rows is part of the checkpoint's identity too, so that a pass that came
+out otherwise would be refused rather than continued.
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -62,18 +70,50 @@ def _join(parts: list):
     return np.concatenate(parts)
 
 
+class RowsDigest:
+    """What identifies the rows of a pass, for a checkpoint: a SHA-256 of their values and
+    columns (the same however the rows are cut into parts), and one of the parts' sizes,
+    which the shuffle buffer's batches depend on (another ``chunk_rows``, other batches)."""
+
+    def __init__(self):
+        self._rows, self._sizes = hashlib.sha256(), hashlib.sha256()
+        self._header = None
+
+    def update(self, part) -> None:
+        if is_frame(part):
+            import pandas
+
+            header = f"{list(map(str, part.columns))}|{list(map(str, part.dtypes))}"
+            values = pandas.util.hash_pandas_object(part, index=False).to_numpy()
+        else:
+            values = np.ascontiguousarray(part)
+            header = f"{values.dtype.str}|{values.shape[1:]}"
+        if header != self._header:  # once, unless a part's columns or types change
+            self._rows.update(header.encode())
+            self._header = header
+        self._rows.update(values.tobytes())
+        self._sizes.update(f"{len(part)},".encode())
+
+    def identity(self) -> dict[str, str]:
+        return {"rows_sha256": self._rows.hexdigest(), "part_sizes_sha256": self._sizes.hexdigest()}
+
+
 def reservoir(
-    parts: Iterable[Any], size: int, rng: np.random.RandomState, allow_empty: bool = False
+    parts: Iterable[Any], size: int, rng: np.random.RandomState, allow_empty: bool = False,
+    digest: RowsDigest | None = None,
 ):
     """A uniform sample of at most ``size`` rows of ``parts`` (put end to end), in the
     order of the rows; their row numbers; and the number of rows in all. Algorithm R,
     one part at a time: row ``i`` replaces a random slot with probability ``size / (i+1)``.
-    No rows: an error, or with ``allow_empty`` a sample of None."""
+    No rows: an error, or with ``allow_empty`` a sample of None. ``digest``: every part is
+    added to it."""
     sample, numbers, seen = None, np.empty(0, dtype=np.int64), 0
     for part in parts:
         n = len(part)
         if n == 0:
             continue
+        if digest is not None:
+            digest.update(part)
         part_numbers = np.arange(seen, seen + n)
         free = max(0, size - len(numbers))
         if free:
@@ -146,8 +186,10 @@ class SharedSample:
     """What :func:`shared_sample` gives each process: the ``sample`` and its rows'
     ``numbers`` (the same on every process: rows are numbered over the parts put end to
     end, part 0 first), the rows in each part (``counts``), this process's ``rank``, the
-    callable that starts a new pass over its own part (``chunks``), and ``rng``, a
-    generator every process has in the same state."""
+    callable that starts a new pass over its own part (``chunks``), ``rng``, a
+    generator every process has in the same state, and when asked for, ``digest``: what
+    identifies every part's rows (:meth:`RowsDigest.identity` of all parts), the same on
+    every process."""
 
     sample: Any
     numbers: np.ndarray
@@ -155,6 +197,7 @@ class SharedSample:
     rank: int
     chunks: Chunks
     rng: np.random.RandomState
+    digest: dict[str, str] | None = None
 
     @property
     def n_rows(self) -> int:
@@ -186,11 +229,13 @@ class SharedSample:
 
 
 def shared_sample(
-    chunks: Chunks, size: int, rng: np.random.RandomState, group: ProcessGroup
+    chunks: Chunks, size: int, rng: np.random.RandomState, group: ProcessGroup,
+    digest: bool = False,
 ) -> SharedSample:
     """A uniform sample of at most ``size`` of all processes' rows, the same on every
-    process, each of which reads only its own part (see the module's docstring).
-    Collective: every process of ``group`` calls it together."""
+    process, each of which reads only its own part (see the module's docstring); with
+    ``digest``, the digest of all parts' rows too. Collective: every process of ``group``
+    calls it together."""
     rank, count = group.rank, group.world_size
     seed = group.broadcast(int(rng.randint(np.iinfo(np.int32).max)))  # rank 0's
 
@@ -202,9 +247,9 @@ def shared_sample(
         def own() -> Iterable[Any]:
             return chunks(part=(rank, count))
 
-    drawn, failure = _own_reservoir(own, size, seed, rank)
-    reports = group.gather((0 if drawn is None else drawn[2], failure))
-    failures = [failure for _, failure in reports if failure is not None]
+    drawn, failure, digested = _own_reservoir(own, size, seed, rank, digest=digest)
+    reports = group.gather((0 if drawn is None else drawn[2], failure, digested))
+    failures = [failure for _, failure, _ in reports if failure is not None]
     if failures:
         if group.is_main:
             warnings.warn(
@@ -213,9 +258,16 @@ def shared_sample(
                 stacklevel=3,
             )
         own = strided
-        drawn, _ = _own_reservoir(own, size, seed, rank, strict=True)
-        reports = group.gather((0 if drawn is None else drawn[2], None))
-    counts = np.array([n for n, _ in reports], dtype=np.int64)
+        drawn, _, digested = _own_reservoir(own, size, seed, rank, strict=True, digest=digest)
+        reports = group.gather((0 if drawn is None else drawn[2], None, digested))
+    counts = np.array([n for n, _, _ in reports], dtype=np.int64)
+    parts_digest = None
+    if digest:
+        # one digest of the parts' digests, in rank order: the same on every process
+        parts_digest = {
+            key: hashlib.sha256("|".join(d[key] for _, _, d in reports).encode()).hexdigest()
+            for key in digested
+        }
     if counts.sum() == 0:
         raise ValueError("Found array with 0 sample(s): the parts hold no rows")
     # how many of each part's rows a uniform sample of all rows holds, drawn alike on
@@ -235,17 +287,24 @@ def shared_sample(
     ]
     merged = _join([rows for rows, _ in kept])
     numbers = np.concatenate([numbers for _, numbers in kept])
-    return SharedSample(merged, numbers, counts, rank, own, np.random.RandomState(seed))
+    return SharedSample(
+        merged, numbers, counts, rank, own, np.random.RandomState(seed), parts_digest
+    )
 
 
-def _own_reservoir(own: Chunks, size: int, seed: int, rank: int, strict: bool = False):
+def _own_reservoir(
+    own: Chunks, size: int, seed: int, rank: int, strict: bool = False, digest: bool = False
+):
     """This process's reservoir of its part, and the message of a PartitionError (its
-    part cannot be read exactly) instead of the reservoir when not ``strict``."""
+    part cannot be read exactly) instead of the reservoir when not ``strict``; and with
+    ``digest``, the :meth:`RowsDigest.identity` of the part's rows (else None)."""
     rng = np.random.RandomState(rank_seed(seed, rank) % 2**32)
+    rows_digest = RowsDigest() if digest else None
     try:
-        drawn = reservoir(own(), size, rng, allow_empty=True)
+        drawn = reservoir(own(), size, rng, allow_empty=True, digest=rows_digest)
     except PartitionError as exc:
         if strict:
             raise
-        return None, str(exc)
-    return (None if drawn[0] is None else drawn), None
+        return None, str(exc), None
+    identity = None if rows_digest is None else rows_digest.identity()
+    return (None if drawn[0] is None else drawn), None, identity

@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import MissingDependencyError
-from ..plugin_system.datasets import Dataset, load_dataset, load_dataset_chunks, parse_spec
+from ..plugin_system.datasets import (
+    Dataset,
+    load_dataset,
+    load_dataset_chunks,
+    parse_spec,
+    reads_parts,
+)
 from ..plugin_system.manager import get_plugin_manager
 from .atomic import atomic_path
 
@@ -71,6 +77,18 @@ def read_data_chunks(
     files, and dataset plugins without a chunked reader, such as ``synthetic``)."""
     spec, overrides = _loader_call(source, label_column, options)
     return load_dataset_chunks(spec, chunk_rows, columns, part=part, **overrides)
+
+
+def reads_in_parts(
+    source: str, label_column: str | None = None, options: ReadOptions | None = None
+) -> bool:
+    """Whether :func:`read_data_chunks` can read ``source`` one part at a time (its
+    chunked reader takes a ``part``, as those of .csv, .parquet and .npy files do);
+    nothing is read."""
+    spec, _ = _loader_call(source, label_column, options)
+    readers = get_plugin_manager().registrations("dataset_reader")
+    registration = readers.get(parse_spec(spec)[0])
+    return registration is not None and reads_parts(registration.factory)
 
 
 def _loader_call(

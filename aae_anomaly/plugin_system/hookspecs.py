@@ -62,8 +62,10 @@ def register_dataset_readers(register):
     A reader that can read one part of the rows declares a ``part`` parameter (default
     ``None``): given ``part=(index, count)``, it returns only part ``index`` of ``count``,
     the ``count`` parts together holding each row exactly once (one process of a
-    distributed ``fit --stream`` reads one part). One that cannot split its rows exactly
-    for this source raises :class:`aae_anomaly.PartitionError`, and the fit reads the
-    rows whole and keeps every ``count``-th. A reader without the parameter is read
-    whole by every process, which keeps every ``count``-th row.
+    distributed ``fit``, under torchrun, reads one part). One that cannot split its rows
+    exactly for this source raises :class:`aae_anomaly.PartitionError`, and the fit
+    reads the rows whole and keeps every ``count``-th. A reader without the parameter
+    is read whole by every process of a ``fit --stream``, which keeps every
+    ``count``-th row; a distributed ``fit`` without ``--stream`` loads such a dataset
+    whole on every process.
     """

@@ -2,8 +2,13 @@
 with one more prior plugin, ``stopping``, a standard normal prior that raises on the
 ranks listed in ``AAE_TEST_STOP_RANKS`` once it has drawn ``AAE_TEST_STOP_AFTER``
 samples (a fault in the middle of a fit, on chosen processes). With ``AAE_TEST_SAVES``
-set to a folder, each rank that saves a model file leaves ``saved-by-rank<R>`` there."""
+set to a folder, each rank that saves a model file leaves ``saved-by-rank<R>`` there.
+With ``AAE_TEST_READS`` set to a folder, each rank writes ``reads-rank<R>.json`` there at
+exit: for every pass it started over DATA in chunks, the part it asked for and the rows
+it was given."""
 
+import atexit
+import json
 import os
 import sys
 import types
@@ -53,8 +58,38 @@ def record_saves(folder: str) -> None:
     AAEDetector.save = recorded
 
 
+def record_reads(folder: str) -> None:
+    import aae_anomaly.io.tables as tables
+
+    read = tables.read_data_chunks
+    passes = []
+
+    def recorded(*args, **kwargs):
+        chunks = read(*args, **kwargs)
+        if chunks is None:
+            return None
+        entry = {"part": kwargs.get("part", args[5] if len(args) > 5 else None), "rows": 0}
+        passes.append(entry)
+
+        def counted():
+            for chunk in chunks:
+                entry["rows"] += len(chunk.X)
+                yield chunk
+
+        return counted()
+
+    def write():
+        with open(os.path.join(folder, f"reads-rank{os.environ['RANK']}.json"), "w") as file:
+            json.dump(passes, file)
+
+    tables.read_data_chunks = recorded
+    atexit.register(write)
+
+
 if __name__ == "__main__":
     register()
     if os.environ.get("AAE_TEST_SAVES"):
         record_saves(os.environ["AAE_TEST_SAVES"])
+    if os.environ.get("AAE_TEST_READS"):
+        record_reads(os.environ["AAE_TEST_READS"])
     sys.exit(main())
