@@ -26,7 +26,8 @@ class Stop(BaseException):
     """Stands in for a crash right after a checkpoint was written."""
 
 
-def _fit_stopping_after(epoch, monkeypatch, directory, **params):
+def _stopping_after(epoch, monkeypatch, run_fit):
+    """Run ``run_fit()``, crashing it right after the checkpoint of ``epoch`` is written."""
     save = Checkpoint.save
 
     def save_then_stop(self, trainer):
@@ -36,8 +37,14 @@ def _fit_stopping_after(epoch, monkeypatch, directory, **params):
 
     monkeypatch.setattr(Checkpoint, "save", save_then_stop)
     with pytest.raises(Stop):
-        AAEDetector(**params).fit(ROWS, checkpoint_dir=directory)
+        run_fit()
     monkeypatch.setattr(Checkpoint, "save", save)
+
+
+def _fit_stopping_after(epoch, monkeypatch, directory, **params):
+    _stopping_after(
+        epoch, monkeypatch, lambda: AAEDetector(**params).fit(ROWS, checkpoint_dir=directory)
+    )
 
 
 PARAMS = {"epochs": 6, "random_state": 3, "posterior": "gaussian"}
@@ -128,17 +135,7 @@ def uninterrupted_streamed():
 
 
 def _streamed_stopping_after(epoch, monkeypatch, directory):
-    save = Checkpoint.save
-
-    def save_then_stop(self, trainer):
-        save(self, trainer)
-        if trainer.epoch == epoch:
-            raise Stop
-
-    monkeypatch.setattr(Checkpoint, "save", save_then_stop)
-    with pytest.raises(Stop):
-        _streamed(directory)
-    monkeypatch.setattr(Checkpoint, "save", save)
+    _stopping_after(epoch, monkeypatch, lambda: _streamed(directory))
 
 
 @pytest.mark.parametrize("stop_after", [1, 4])
