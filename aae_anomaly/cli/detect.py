@@ -334,6 +334,12 @@ def _fit_whole(
 WHOLE_DATA_OPTIONS = ("--classes-column", "--known-anomalies")
 
 
+def _whole_data_options(classes_column, known_anomalies) -> list[str]:
+    """The options of :data:`WHOLE_DATA_OPTIONS` that were given."""
+    values = (classes_column, known_anomalies)
+    return [flag for flag, value in zip(WHOLE_DATA_OPTIONS, values, strict=True) if value]
+
+
 def _reads_own_part(
     data, label_column, read_options, quiet, classes_column, known_anomalies
 ) -> bool:
@@ -341,8 +347,7 @@ def _reads_own_part(
     its own part, a chunk at a time. It does unless an option needs every row in memory
     or DATA's reader cannot read one part; then each process reads all of DATA and
     trains on its shard, and a note says why."""
-    given = [flag for flag, value in zip(WHOLE_DATA_OPTIONS, (classes_column, known_anomalies),
-                                         strict=True) if value]  # fmt: skip
+    given = _whole_data_options(classes_column, known_anomalies)
     if given:
         reason = f"{given[0]} needs every row in memory"
     elif not reads_in_parts(data, label_column, read_options):
@@ -369,8 +374,7 @@ def _fit_streamed(
 ):
     """``fit --stream`` (and ``fit`` under torchrun): the detector fitted on DATA read a
     chunk at a time."""
-    refused = [flag for flag, value in zip(WHOLE_DATA_OPTIONS, (classes_column, known_anomalies),
-                                           strict=True) if value]  # fmt: skip
+    refused = _whole_data_options(classes_column, known_anomalies)
     if refused:
         raise ValueError(f"--stream does not combine with {refused[0]}; fit without --stream")
     chunk_rows, sample_rows, shuffle_rows = sizes

@@ -26,10 +26,10 @@ import numpy as np
 from ..errors import MissingDependencyError
 from ..plugin_system.datasets import (
     Dataset,
+    dataset_reads_parts,
     load_dataset,
     load_dataset_chunks,
     parse_spec,
-    reads_parts,
 )
 from ..plugin_system.manager import get_plugin_manager
 from .atomic import atomic_path
@@ -85,10 +85,7 @@ def reads_in_parts(
     """Whether :func:`read_data_chunks` can read ``source`` one part at a time (its
     chunked reader takes a ``part``, as those of .csv, .parquet and .npy files do);
     nothing is read."""
-    spec, _ = _loader_call(source, label_column, options)
-    readers = get_plugin_manager().registrations("dataset_reader")
-    registration = readers.get(parse_spec(spec)[0])
-    return registration is not None and reads_parts(registration.factory)
+    return dataset_reads_parts(_loader_call(source, label_column, options)[0])
 
 
 def _loader_call(

@@ -116,8 +116,7 @@ def load_dataset_chunks(
     reader with a ``part`` parameter reads its part itself; from any other, every chunk
     is read and only the rows numbered ``index``, ``index + count``, ... are kept."""
     name, raw_options = parse_spec(spec)
-    manager = get_plugin_manager()
-    registration = manager.registrations("dataset_reader").get(name)
+    registration = _reader_registration(name)
     if registration is None:
         return None
     options = coerce_options(registration.factory, raw_options)
@@ -130,6 +129,17 @@ def load_dataset_chunks(
         return _checked_chunks(name, registration, chunks)
     chunks = _checked_chunks(name, registration, reader(chunk_rows, columns, **options))
     return every_nth(chunks, *part, take=_rows_of, length=lambda chunk: len(chunk.X))
+
+
+def dataset_reads_parts(spec: str) -> bool:
+    """Whether the dataset ``spec`` names has a chunked reader that reads one part of its
+    rows itself (:func:`reads_parts`); nothing is read."""
+    registration = _reader_registration(parse_spec(spec)[0])
+    return registration is not None and reads_parts(registration.factory)
+
+
+def _reader_registration(name: str):
+    return get_plugin_manager().registrations("dataset_reader").get(name)
 
 
 def reads_parts(reader: Any) -> bool:
