@@ -107,7 +107,7 @@ def test_fit_on_images_shares_one_scale_unless_told_otherwise(tmp_path):
         assert len(set(loaded.module_.scale.tolist())) == distinct
     assert_bad_input(
         run("fit", tmp_path / "images.npy", "-o", tmp_path / "x.aae", "--scaling", "global"),
-        "'global' is not one of 'auto', 'per_feature', 'shared'",
+        "'global' is not one of 'auto', 'per_feature', 'shared', 'per_sample'",
     )
 
 

@@ -239,7 +239,7 @@ def _digit_split(digit):
 def test_pixels_of_images_share_one_scale():
     train, test, labels = _digit_split(8)
     images = train.reshape(-1, 1, 8, 8)
-    shared = AAEDetector(epochs=30, random_state=0).fit(images)
+    shared = AAEDetector(epochs=30, random_state=0, scaling="shared").fit(images)
     assert len(set(shared.module_.scale.tolist())) == 1
     assert len(set(shared.module_.center.tolist())) == 1
     # statistics of the training rows (the calibration rows held back are a tenth)
@@ -255,6 +255,54 @@ def test_pixels_of_images_share_one_scale():
     assert auc(shared) > auc(per_pixel) + 0.02
 
 
+def test_images_are_standardized_one_by_one_so_brightness_and_contrast_do_not_count():
+    train, test, _ = _digit_split(3)
+    images, test = train.reshape(-1, 1, 8, 8), test.reshape(-1, 1, 8, 8)
+    detector = AAEDetector(epochs=5, random_state=0).fit(images)  # scaling="auto"
+    # the pixels still share one centre and scale, taken after each image's own
+    assert len(set(detector.module_.scale.tolist())) == 1
+    np.testing.assert_allclose(detector.module_.scale[0], 1.0, rtol=1e-4)
+    typical = detector.module_.sample_scaling.numpy()[:, 0]
+    np.testing.assert_allclose(typical, [train.mean(1).mean(), train.std(1).mean()], rtol=0.1)
+    brighter = 0.5 * test + 3.0  # each image's own affine change of intensity
+    np.testing.assert_allclose(
+        detector.score_samples(brighter), detector.score_samples(test), rtol=1e-4, atol=1e-4
+    )
+    shared = AAEDetector(epochs=5, random_state=0, scaling="shared").fit(images)
+    assert np.abs(shared.score_samples(brighter) - shared.score_samples(test)).max() > 0.1
+    assert shared.module_.sample_scaling is None
+
+
+def test_each_channel_of_an_image_is_standardized_on_its_own():
+    images = np.random.default_rng(0).random((40, 2, 4, 4))
+    images[:, 1] = images[:, 1] * 100 + 5  # a channel in other units
+    detector = AAEDetector(epochs=1, random_state=0).fit(images)
+    typical = detector.module_.sample_scaling.numpy()
+    assert typical.shape == (2, 2)
+    np.testing.assert_allclose(typical[0], images.reshape(40, 2, 16).mean(2).mean(0), rtol=1e-5)
+    changed = images[:5].copy()
+    changed[:, 1] = changed[:, 1] * 3 - 7  # one channel's own affine change
+    np.testing.assert_allclose(
+        detector.score_samples(changed), detector.score_samples(images[:5]), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_a_constant_image_scores_without_nan():
+    images = np.random.default_rng(0).random((40, 1, 4, 4))
+    detector = AAEDetector(epochs=1, random_state=0).fit(images)
+    assert np.isfinite(detector.score_samples(np.full((2, 1, 4, 4), 0.7))).all()
+
+
+def test_flat_rows_are_standardized_one_by_one_only_when_asked(small_rows):
+    assert AAEDetector(epochs=1, random_state=0).fit(small_rows).module_.sample_scaling is None
+    detector = AAEDetector(epochs=1, random_state=0, scaling="per_sample").fit(small_rows)
+    assert detector.module_.sample_scaling is not None
+    rows = small_rows[:10]
+    np.testing.assert_allclose(
+        detector.score_samples(2 * rows + 1), detector.score_samples(rows), rtol=1e-4, atol=1e-4
+    )
+
+
 def test_flat_rows_are_scaled_per_feature_unless_shared_is_asked(small_rows):
     rows = small_rows * np.arange(1, small_rows.shape[1] + 1)
     per_feature = AAEDetector(epochs=1, random_state=0).fit(rows)
@@ -267,7 +315,7 @@ def test_flat_rows_are_scaled_per_feature_unless_shared_is_asked(small_rows):
 def test_channels_of_images_are_scaled_apart():
     images = np.random.default_rng(0).random((40, 2, 4, 4))
     images[:, 1] = images[:, 1] * 100 + 5
-    detector = AAEDetector(epochs=1, random_state=0).fit(images)
+    detector = AAEDetector(epochs=1, random_state=0, scaling="shared").fit(images)
     scale = detector.module_.scale.numpy().reshape(2, 16)
     by_channel = images.transpose(1, 0, 2, 3).reshape(2, -1).std(axis=1)
     np.testing.assert_allclose(scale[:, 0], by_channel, rtol=0.1)

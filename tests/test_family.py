@@ -359,6 +359,10 @@ def test_images_share_one_scale_unless_per_feature_is_asked(estimator):
     assert len(set(per_feature.module_.scale.tolist())) == 16
     with pytest.raises(ValueError, match="scaling must be one of"):
         fit(estimator(epochs=1, scaling="global"))
+    # the detector's contrast normalization would lose the intensities decoded images need
+    refused = r"one of \('auto', 'per_feature', 'shared'\), got 'per_sample'"
+    with pytest.raises(ValueError, match=refused):
+        fit(estimator(epochs=1, scaling="per_sample"))
 
 
 def test_cluster_probabilities_is_the_deprecated_name_of_predict_proba():

@@ -21,7 +21,7 @@ import aae_anomaly
 from aae_anomaly import AAEDetector, ModelFileError, UnknownPluginError, load_dataset
 from aae_anomaly.estimators.loading import load_model_bytes
 from aae_anomaly.io import atomic as atomic_module
-from aae_anomaly.io.modelfile import METADATA_KEY, read_header
+from aae_anomaly.io.modelfile import METADATA_KEY, read_header, tensor_digest
 from aae_anomaly.plugin_system.manager import get_plugin_manager
 
 TINY = {"epochs": 2, "batch_size": 64, "random_state": 0}
@@ -103,6 +103,52 @@ def test_round_trip_is_exact_for_images(tmp_path):
     low, high = loaded.input_range_[:, 0]
     assert 0 <= images.min() <= low < high <= images.max() <= 1
     np.testing.assert_array_equal(loaded.input_range_, detector.input_range_)
+    # images are standardized one by one (scaling="auto"): a format-5 field and tensor
+    document = read_header(tmp_path / "conv.aae").document
+    assert document["sample_scaling"] is True and document["format_version"] == 5
+    np.testing.assert_array_equal(loaded.module_.sample_scaling, detector.module_.sample_scaling)
+
+
+@pytest.fixture()
+def saved_images(tmp_path) -> str:
+    images = np.random.default_rng(0).random((32, 1, 4, 4))
+    path = tmp_path / "images.aae"
+    AAEDetector(**TINY).fit(images).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda d: d.update(sample_scaling="yes"), "field 'sample_scaling'"),
+        (lambda d: d.update(format_version=4), "field 'sample_scaling'"),
+        # without the field, the rows would reach the networks unstandardized
+        (lambda d: d.pop("sample_scaling"), "unexpected: sample_scaling"),
+    ],
+    ids=["not-a-bool", "older-version", "field-dropped"],
+)
+def test_per_sample_scaling_fields_are_checked(change, problem, saved_images, tmp_path):
+    path = rewrite_document(saved_images, tmp_path / "edited.aae", change)
+    with pytest.raises(ModelFileError, match=problem):
+        aae_anomaly.load(path)
+
+
+def test_a_bad_typical_sample_scale_is_refused(saved_images, tmp_path):
+    # a well-formed file (its checksum matches) whose typical deviation is zero
+    tensors = load_file(saved_images)
+    tensors["sample_scaling"] = torch.tensor([[0.5], [0.0]])
+    with safe_open(saved_images, framework="pt") as handle:
+        document = json.loads(handle.metadata()[METADATA_KEY])
+    document["tensors_sha256"] = tensor_digest(tensors)
+    save_file(tensors, str(tmp_path / "edited.aae"), metadata={METADATA_KEY: json.dumps(document)})
+    with pytest.raises(ModelFileError, match="sample_scaling must hold .* positive deviation"):
+        aae_anomaly.load(tmp_path / "edited.aae")
+
+
+def test_flat_rows_are_not_standardized_one_by_one(fitted, saved):
+    assert fitted.module_.sample_scaling is None
+    document = read_header(saved).document
+    assert "sample_scaling" not in document and document["format_version"] < 5
 
 
 def test_flat_rows_keep_no_training_range(fitted, saved):

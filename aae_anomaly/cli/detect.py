@@ -111,14 +111,15 @@ def _given(ctx: click.Context, name: str) -> bool:
 @scaling_option(
     FIT_DEFAULTS["scaling"],
     "Input statistics: per_feature (columns in different units), shared (one unit, "
-    "such as pixels); auto: shared for images, else per_feature.",
+    "such as pixels), per_sample (each row first standardized by its own mean and "
+    "deviation, then shared); auto: per_sample for images, else per_feature.",
 )
 @_setting("--posterior", click.Choice(POSTERIORS))
 @_setting(
     "--input-shape",
     Shape(),
     "Per-row shape of image rows, C,H,W, e.g. 1,28,28 (or 28,28) for flat 784-column "
-    "digits: such rows get the image scaling (shared) under --scaling auto.",
+    "digits: such rows get the image scaling (per_sample) under --scaling auto.",
 )
 @id_column_option(" Kept in the model: `score` copies it too.")
 @drop_column_option(" Kept in the model: `score` leaves it out too.")

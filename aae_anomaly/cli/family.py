@@ -13,6 +13,7 @@ from ..estimators.columns import is_frame
 from ..estimators.family import AAEClassifier, AAEClustering, SupervisedAAE
 from ..estimators.labels import label_dtype, unlabelled_rows
 from ..estimators.loading import load_model
+from ..estimators.scaling import FAMILY_SCALINGS
 from ..io.tables import check_output_path, read_data, write_table
 from .app import main, user_errors
 from .fitconfig import DEFAULTS as FIT_DEFAULTS
@@ -71,7 +72,9 @@ def family_options(defaults: dict):
             help="Std of noise on inputs in training.",
         ),
         scaling_option(
-            defaults["scaling"], "Input statistics, as for fit: shared for images under auto."
+            defaults["scaling"],
+            "Input statistics, as for fit, but shared for images under auto.",
+            FAMILY_SCALINGS,
         ),
         seed_option(defaults["random_state"]),
         training_device_option(defaults["device"]),

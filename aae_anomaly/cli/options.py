@@ -205,8 +205,8 @@ def loss_option(default: str, help: str):
     )
 
 
-def scaling_option(default: str, help: str):
-    return click.option("--scaling", type=click.Choice(SCALINGS), default=default, help=help)
+def scaling_option(default: str, help: str, choices: tuple[str, ...] = SCALINGS):
+    return click.option("--scaling", type=click.Choice(choices), default=default, help=help)
 
 
 def seed_option(default: int):

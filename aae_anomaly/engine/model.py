@@ -36,15 +36,32 @@ class ScaledInput:
     loss: str
 
     def scale_input(self, rows: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "sample_scaling", None) is not None:
+            # contrast normalization: each channel of each sample by its own mean and
+            # deviation, a computation within the row, so a row's value never depends on
+            # the rows batched with it
+            channels = self.sample_scaling.shape[1]
+            grouped = rows.reshape(len(rows), channels, rows.shape[1] // channels)
+            grouped = grouped - grouped.mean(dim=2, keepdim=True)
+            spread = grouped.std(dim=2, correction=0, keepdim=True)
+            grouped = grouped / torch.where(spread > 0, spread, torch.ones_like(spread))
+            rows = grouped.reshape(rows.shape)
         x = (rows - self.center) / self.scale
         return x.reshape(len(rows), *self.input_shape)
 
     def unscale_output(self, output: torch.Tensor) -> torch.Tensor:
-        """Decoder output back to flat rows in the user's units."""
+        """Decoder output back to flat rows in the user's units (with per-sample scaling,
+        in the units of a typical training sample: its own mean and deviation are gone)."""
         flat = output.reshape(len(output), -1)
         if self.loss == "bce":
             flat = torch.sigmoid(flat)
-        return flat * self.scale + self.center
+        flat = flat * self.scale + self.center
+        typical = getattr(self, "sample_scaling", None)
+        if typical is not None:
+            channels = typical.shape[1]
+            grouped = flat.reshape(len(flat), channels, flat.shape[1] // channels)
+            flat = (grouped * typical[1, :, None] + typical[0, :, None]).reshape(len(flat), -1)
+        return flat
 
 
 class AAEModule(ScaledInput, nn.Module):
@@ -70,6 +87,7 @@ class AAEModule(ScaledInput, nn.Module):
         n_reference: int = 0,
         n_classes: int = 0,
         n_anomaly_reference: int = 0,
+        sample_scaling: torch.Tensor | None = None,
     ):
         super().__init__()
         self.encoder, self.decoder, self.discriminator = encoder, decoder, discriminator
@@ -82,6 +100,13 @@ class AAEModule(ScaledInput, nn.Module):
         self.loss = loss
         self.register_buffer("center", center.to(torch.float32))
         self.register_buffer("scale", scale.to(torch.float32))
+        # Per-sample scaling: the typical training sample's (mean, deviation) per channel,
+        # shape (2, channels), present only when each channel of each sample is
+        # standardized by its own statistics before center and scale.
+        self.register_buffer(
+            "sample_scaling",
+            None if sample_scaling is None else sample_scaling.to(torch.float32),
+        )
         # Joint coordinates (code, residual) of normal training rows, for the neighbors
         # score component; filled by fit, empty when that component is off.
         n_features = int(center.numel())

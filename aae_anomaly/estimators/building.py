@@ -75,9 +75,10 @@ def build_detector_module(
     scale: np.ndarray,
     n_reference: int = 0,
     n_anomaly_reference: int = 0,
+    sample_scaling: np.ndarray | None = None,
 ) -> AAEModule:
     """The untrained networks of a fitted-or-loaded ``AAEDetector`` (its ``latent_dim_``
-    and ``normal_classes_`` set)."""
+    and ``normal_classes_`` set); ``sample_scaling`` turns on per-sample scaling."""
     latent_dim = estimator.latent_dim_
     code_size = latent_dim * (2 if estimator.posterior == "gaussian" else 1)
     encoder, decoder = architecture.build(input_shape, latent_dim, code_size)
@@ -95,6 +96,7 @@ def build_detector_module(
         n_reference,
         n_classes,
         n_anomaly_reference,
+        None if sample_scaling is None else torch.from_numpy(sample_scaling),
     )
 
 

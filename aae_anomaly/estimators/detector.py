@@ -34,7 +34,13 @@ from .building import (
     resolved_latent_dim,
     training_config,
 )
-from .scaling import channel_range, input_scaling, scaling_groups
+from .scaling import (
+    channel_range,
+    input_scaling,
+    sample_statistics,
+    scales_samples,
+    scaling_groups,
+)
 from .validation import (
     FLOAT32_MAX,
     check_detector_params,
@@ -78,13 +84,16 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     reconstruction_loss : {"mse", "l1", "bce"}, default="mse"
         ``bce`` scales inputs to [0, 1] with the training minimum and maximum; the others
         standardize them (mean and standard deviation).
-    scaling : {"auto", "per_feature", "shared"}, default="auto"
+    scaling : {"auto", "per_feature", "shared", "per_sample"}, default="auto"
         Whose statistics scale the inputs. ``per_feature``: each column its own, for
         columns in different units. ``shared``: one centre and scale for all columns (per
         channel for images), for columns in one unit such as pixels, where per-column
         scaling would turn ink on a pixel that was always dark in training into a huge
-        value. ``"auto"``: ``shared`` for images (a 4-D ``X``, an ``input_shape`` of
-        several dimensions, or an image architecture), ``per_feature`` otherwise.
+        value. ``per_sample``: each sample first minus its own mean and divided by its own
+        standard deviation (contrast normalization), then ``shared``, so that how bright
+        or how inked a sample is does not count as a difference. ``"auto"``:
+        ``per_sample`` for images (a 4-D ``X``, an ``input_shape`` of several dimensions,
+        or an image architecture), ``per_feature`` otherwise.
     posterior : {"deterministic", "gaussian"}, default="deterministic"
         The encoder's q(z|x): a point, or a Gaussian sampled with the reparameterization
         trick during training (its mean is used for scoring).
@@ -461,13 +470,16 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
 
     def _build(self, architecture, input_shape, train_rows, reference, known_anomalies):
         """The untrained networks, with the input scaling of ``train_rows``."""
+        per_sample = scales_samples(self.scaling, input_shape)
         center, scale = input_scaling(
-            train_rows, self.reconstruction_loss, scaling_groups(self.scaling, input_shape)
+            train_rows, self.reconstruction_loss, scaling_groups(self.scaling, input_shape),
+            input_shape if per_sample else None,
         )
         return build_detector_module(
             self, architecture, input_shape, center, scale,
             0 if reference is None else len(reference),
             0 if known_anomalies is None else len(known_anomalies),
+            sample_statistics(train_rows, input_shape) if per_sample else None,
         )
 
     def _train(

@@ -38,7 +38,7 @@ from .building import architecture_and_input_shape, training_config
 from .labels import fitted_class_indices, label_dtype, targets, unlabelled_rows
 from .persistence import save_family
 from .progress import progress_bar
-from .scaling import input_scaling, scaling_groups
+from .scaling import FAMILY_SCALINGS, check_scaling, input_scaling, scaling_groups
 from .validation import (
     check_dict_or_none,
     check_int,
@@ -68,6 +68,7 @@ class _CategoricalAAE(TransformerMixin, BaseEstimator):
         check_int("epochs", self.epochs)
         check_int("batch_size", self.batch_size)
         check_training_settings(self)
+        check_scaling(self.scaling, FAMILY_SCALINGS)
         check_non_negative("input_noise", self.input_noise)
         check_dict_or_none(self, ("encoder_params",))
 
@@ -157,8 +158,9 @@ _SHARED_PARAMETERS = """
     reconstruction_loss : {"mse", "l1", "bce"}, default="mse"
         ``bce`` (for images) scales inputs to [0, 1]; the others standardize them.
     scaling : {"auto", "per_feature", "shared"}, default="auto"
-        Whose statistics scale the inputs, as in ``AAEDetector``: one centre and scale
-        per channel for images (``auto``, ``shared``), one per column otherwise.
+        Whose statistics scale the inputs: one centre and scale per channel for images
+        (``auto``, ``shared``), one per column otherwise. Unlike ``AAEDetector``, no
+        ``per_sample`` scaling: decoded images keep the data's intensities.
     input_noise : float, default=0.0
         Standard deviation of Gaussian noise added to the scaled inputs in training, a
         cheap regularizer when few rows are labelled.

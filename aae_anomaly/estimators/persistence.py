@@ -42,6 +42,7 @@ from ..scoring import ScoreCalibration, available_components
 from ..scoring.conditioning import check_prior
 from .building import build_detector_module, create_architecture, create_prior, resolved_latent_dim
 from .columns import TableSchema
+from .scaling import sample_statistics
 
 
 # -- saving ----------------------------------------------------------------------------------
@@ -63,6 +64,10 @@ def _describe(detector) -> dict[str, Any]:
         version = 2
     else:
         version = 1
+    per_sample = detector.module_.sample_scaling is not None
+    if per_sample:
+        # an older reader would feed the networks rows that were never standardized
+        version = 5
     document = {
         "format_version": version,
         "library_version": __version__,
@@ -85,6 +90,8 @@ def _describe(detector) -> dict[str, Any]:
         document["distributed"] = dict(distributed)
     if columns is not None:
         document["columns"] = columns
+    if per_sample:
+        document["sample_scaling"] = True
     groups = getattr(detector.module_, "reference_groups", 1)
     if groups > 1:
         # optional: a model fitted on contaminated rows searches its reference in slices
@@ -277,6 +284,7 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
     architecture = _rebuild(path, "encoder", document["encoder"], None)
     n_reference = _reference_rows(tensors)
     n_anomalies = _reference_rows(tensors, "anomaly_reference")
+    per_sample = document.get("sample_scaling", False)  # checked by check_detector_document
     for name in ("center", "scale"):
         stored = tensors.get(name)
         if stored is None or tuple(stored.shape) != (n_features,):
@@ -289,13 +297,22 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
     try:
         with torch.device("meta"):
             expected = _build(
-                detector, architecture, input_shape, n_features, n_reference, n_anomalies
+                detector, architecture, input_shape, n_features, n_reference, n_anomalies,
+                per_sample,
             ).state_dict()
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{path}: the encoder cannot be rebuilt: {exc}") from None
     _check_tensors_fit(path, expected, tensors)
-    module = _build(detector, architecture, input_shape, n_features, n_reference, n_anomalies)
+    module = _build(
+        detector, architecture, input_shape, n_features, n_reference, n_anomalies, per_sample
+    )
     module.load_state_dict(tensors, strict=True)
+    typical = module.sample_scaling
+    if typical is not None and not (torch.isfinite(typical).all() and (typical[1] > 0).all()):
+        raise ModelFileError(
+            f"{path}: tensor sample_scaling must hold a finite mean and a positive "
+            f"deviation, got {typical.tolist()}"
+        )
     groups = document.get("reference_groups", 1)
     if not (is_int(groups) and 1 <= groups <= max(1, n_reference)):
         raise ModelFileError(
@@ -356,6 +373,7 @@ def _build(
     n_features: int,
     n_reference: int,
     n_anomalies: int = 0,
+    per_sample: bool = False,
 ):
     return build_detector_module(
         detector,
@@ -365,6 +383,7 @@ def _build(
         np.ones(n_features, dtype=np.float32),  # buffers replace them
         n_reference,
         n_anomalies,
+        sample_statistics(np.zeros((1, n_features)), input_shape) if per_sample else None,
     )
 
 
@@ -522,6 +541,9 @@ def check_detector_document(path, document: Any, known_params: set[str]) -> None
         and classes == sorted(classes)
     ):
         raise fail("normal_classes", "a sorted list of distinct integers or strings")
+    per_sample = document.get("sample_scaling", False)
+    if not (isinstance(per_sample, bool) and (version >= 5 or not per_sample)):
+        raise fail("sample_scaling", "absent, or true or false (true from format version 5)")
     distributed = document.get("distributed")
     if distributed is not None and not (
         isinstance(distributed, dict)

@@ -4,12 +4,46 @@ from __future__ import annotations
 
 import numpy as np
 
-SCALINGS = ("auto", "per_feature", "shared")
+SCALINGS = ("auto", "per_feature", "shared", "per_sample")
+# The AAE family (classifier, clustering, supervised generation) keeps image intensities
+# as they are: its decoded images are read in the data's units.
+FAMILY_SCALINGS = ("auto", "per_feature", "shared")
 
 
-def check_scaling(scaling) -> None:
-    if scaling not in SCALINGS:
-        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+def check_scaling(scaling, allowed: tuple[str, ...] = SCALINGS) -> None:
+    if scaling not in allowed:
+        raise ValueError(f"scaling must be one of {allowed}, got {scaling!r}")
+
+
+def scales_samples(scaling: str, input_shape: tuple[int, ...]) -> bool:
+    """Whether each sample is first standardized by its own mean and standard deviation
+    (contrast normalization, per channel of an image): under ``per_sample``, and under
+    ``auto`` for images."""
+    return scaling == "per_sample" or (scaling == "auto" and len(input_shape) > 1)
+
+
+def _channels(rows: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    channels = input_shape[0] if len(input_shape) > 1 else 1
+    return rows.astype(np.float64, copy=False).reshape(len(rows), channels, -1)
+
+
+def standardize_samples(rows: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Each channel of each row minus its own mean, divided by its own standard deviation
+    (float64; a constant channel becomes zeros): ``ScaledInput.scale_input``'s first step."""
+    values = _channels(rows, input_shape)
+    centered = values - values.mean(axis=2, keepdims=True)
+    spread = centered.std(axis=2, keepdims=True)
+    return (centered / np.where(spread > 0, spread, 1.0)).reshape(len(rows), -1)
+
+
+def sample_statistics(rows: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """The typical row's mean and standard deviation per channel (the means of the rows'
+    own), shape ``(2, channels)``: they map standardized outputs such as generated
+    samples back to the data's units."""
+    values = _channels(rows, input_shape)
+    return np.stack([values.mean(axis=2).mean(axis=0), values.std(axis=2).mean(axis=0)]).astype(
+        np.float32
+    )
 
 
 def scaling_groups(scaling: str, input_shape: tuple[int, ...]) -> int | None:
@@ -19,20 +53,29 @@ def scaling_groups(scaling: str, input_shape: tuple[int, ...]) -> int | None:
     images = len(input_shape) > 1
     if scaling == "per_feature" or (scaling == "auto" and not images):
         return None
+    # per_sample: after each sample's own standardization, one centre and scale per
+    # channel (images) or for all columns
     return input_shape[0] if images else 1
 
 
 def input_scaling(
-    rows: np.ndarray, loss: str, groups: int | None = None
+    rows: np.ndarray,
+    loss: str,
+    groups: int | None = None,
+    sample_shape: tuple[int, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Centre and scale, one per column, that map the training rows to the network's units.
 
     Standardization for mse and l1, [0, 1] for bce. With ``groups``, the columns fall into
     that many consecutive equal groups (the channels of an image) and each group shares
     the statistics of all its values. Statistics are taken in float64; a constant column
-    (or group) gets scale 1, so it maps to zero instead of NaN.
+    (or group) gets scale 1, so it maps to zero instead of NaN. With ``sample_shape``
+    (per-sample scaling), the statistics are those of the rows after
+    :func:`standardize_samples` with that shape.
     """
     values = rows.astype(np.float64, copy=False)
+    if sample_shape is not None:
+        values = standardize_samples(values, sample_shape)
     n_columns = values.shape[1]
     axes: int | tuple[int, int] = 0
     if groups is not None:
@@ -50,7 +93,6 @@ def input_scaling(
         center = np.repeat(center, n_columns // groups)
         scale = np.repeat(scale, n_columns // groups)
     return center.astype(np.float32), scale.astype(np.float32)
-
 
 
 def channel_range(rows: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray | None:

@@ -186,7 +186,6 @@ def check_training_settings(estimator) -> None:
     check_scaling(estimator.scaling)
 
 
-
 def check_non_negative(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < np.inf:
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
