@@ -181,10 +181,13 @@ def score_norm(values: np.ndarray, scale: str):
         if low > 0:
             return colors.LogNorm(low, high)
         return colors.SymLogNorm(_linear_width(values), linscale=1.0, vmin=low, vmax=high, base=10)
-    sorted_values = np.unique(values)
+    sorted_values, counts = np.unique(values, return_counts=True)
     if len(sorted_values) < 2:
         return colors.Normalize(low, high)
-    ranks = np.linspace(0.0, 1.0, len(sorted_values))
+    # each distinct value at the mid-rank of its ties, so that the median row is mid-scale
+    # however many rows share a value
+    middle = np.cumsum(counts) - (counts + 1) / 2
+    ranks = (middle - middle[0]) / (middle[-1] - middle[0])
 
     def forward(x):
         return np.interp(x, sorted_values, ranks)

@@ -287,6 +287,17 @@ def test_each_channel_of_an_image_is_standardized_on_its_own():
     )
 
 
+def test_neighbours_auto_takes_2_for_clean_data_and_5_otherwise(small_rows):
+    clean = AAEDetector(epochs=1, random_state=0).fit(small_rows)
+    assert clean.n_neighbors_ == 2
+    # training rows scored again still get a distance of their own (not 0 from themselves)
+    assert (clean.score_components(small_rows)["neighbors"] > 0).all()
+    told = AAEDetector(epochs=1, random_state=0, contamination=0.1).fit(small_rows)
+    assert told.n_neighbors_ == 5
+    assert AAEDetector(epochs=1, random_state=0, n_neighbors=3).fit(small_rows).n_neighbors_ == 3
+    assert clean.get_params()["n_neighbors"] == "auto"
+
+
 def test_a_constant_image_scores_without_nan():
     images = np.random.default_rng(0).random((40, 1, 4, 4))
     detector = AAEDetector(epochs=1, random_state=0).fit(images)

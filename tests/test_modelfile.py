@@ -147,8 +147,33 @@ def test_a_bad_typical_sample_scale_is_refused(saved_images, tmp_path):
 
 def test_flat_rows_are_not_standardized_one_by_one(fitted, saved):
     assert fitted.module_.sample_scaling is None
+    assert "sample_scaling" not in read_header(saved).document
+
+
+def test_the_neighbours_auto_chose_are_stored_and_a_number_needs_no_new_format(
+    fitted, saved, data, tmp_path
+):
+    assert fitted.n_neighbors == "auto" and fitted.n_neighbors_ == 2
     document = read_header(saved).document
-    assert "sample_scaling" not in document and document["format_version"] < 5
+    assert document["n_neighbors"] == 2 and document["format_version"] == 5
+    assert aae_anomaly.load(saved).n_neighbors_ == 2
+    fixed = AAEDetector(**TINY, n_neighbors=3).fit(data)
+    fixed.save(tmp_path / "fixed.aae")
+    document = read_header(tmp_path / "fixed.aae").document
+    assert "n_neighbors" not in document and document["format_version"] < 5
+    assert aae_anomaly.load(tmp_path / "fixed.aae").n_neighbors_ == 3
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda d: d.pop("n_neighbors"), lambda d: d.update(n_neighbors=0),
+     lambda d: d.update(format_version=4), lambda d: d["params"].update(n_neighbors=5)],
+    ids=["missing", "zero", "older-version", "with-a-number"],
+)
+def test_bad_chosen_neighbours_fail_clearly(change, saved, tmp_path):
+    path = rewrite_document(saved, tmp_path / "edited.aae", change)
+    with pytest.raises(ModelFileError, match="field 'n_neighbors'"):
+        aae_anomaly.load(path)
 
 
 def test_flat_rows_keep_no_training_range(fitted, saved):

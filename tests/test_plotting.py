@@ -19,6 +19,7 @@ from aae_anomaly.plotting import (
     plot_map,
     plot_samples,
     project_codes,
+    score_norm,
 )
 
 pytest.importorskip("matplotlib")
@@ -180,6 +181,15 @@ def test_heavy_tailed_scores_get_a_log_colour_scale(heavy, tmp_path):
         scores[:-3])) < 0.01
     linear = plot_map(detector, X, tmp_path / "m.png", scale="linear")
     assert type(linear["figure"].axes[0].collections[1].norm) is colors.Normalize
+
+
+def test_rank_colour_scale_puts_tied_values_at_their_mid_rank():
+    # 60 of 100 rows share one value, rows 10 to 69 in order: its colour is their middle
+    # rank, 39.5 of 99 (ranking the 41 distinct values alone would give 10 of 40)
+    values = np.r_[np.arange(10.0), np.full(60, 50.0), np.arange(100.0, 130.0)]
+    norm = score_norm(values, "rank")
+    assert norm(50.0) == pytest.approx(39.5 / 99)
+    assert norm(values.min()) == 0 and norm(values.max()) == 1
 
 
 def test_rank_colour_scale_colours_by_rank(heavy, tmp_path):

@@ -131,6 +131,12 @@ def _given(ctx: click.Context, name: str) -> bool:
     "guards the score against them (docs/scoring.md); 'auto' treats DATA as clean and "
     "flags scores above the 99th percentile of held-out normal rows.",
 )
+@_setting(
+    "--n-neighbors",
+    AutoOr(int),
+    "Training rows the neighbors score averages over; 'auto': 2 for clean DATA, 5 with "
+    "--contamination; 0 turns it off (and keeps no training rows in the model).",
+)
 @_setting("--calibration-fraction", float, "Share of rows held back to normalize the scores.")
 @seed_option(FIT_DEFAULTS["random_state"])
 @training_device_option(FIT_DEFAULTS["device"])

@@ -246,9 +246,12 @@ def format_model(header: ModelHeader) -> str:
     if reference:
         groups = doc.get("reference_groups", 1)
         sliced = f", searched in {groups} slices (contaminated training)" if groups > 1 else ""
+        k = doc.get("n_neighbors", params["n_neighbors"])
+        chosen = " (n_neighbors auto)" if params["n_neighbors"] == "auto" else ""
         lines.insert(
             lines.index(next(x for x in lines if x.startswith("threshold "))) + 1,
-            f"neighbors      {reference[0].shape[0]} training rows kept{sliced}",
+            f"neighbors      {reference[0].shape[0]} training rows kept, the {k} nearest "
+            f"averaged{chosen}{sliced}",
         )
     known = [t for t in header.tensors if t.name == "anomaly_reference"]
     if known:

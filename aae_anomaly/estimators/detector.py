@@ -104,11 +104,13 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         Weight of each score component in the combined score. ``None`` takes the default
         that measured best on real data (see ``docs/scoring.md``): the ``neighbors``
         component, or ``reconstruction`` when ``n_neighbors=0``.
-    n_neighbors : int, default=5
+    n_neighbors : int or "auto", default="auto"
         Neighbours averaged by the ``neighbors`` component, which measures distance to
-        normal training rows in the AAE's (code, residual) coordinates. The model keeps
-        those coordinates for up to 4,096 training rows. ``0`` turns the component off,
-        and then no training rows are kept.
+        normal training rows in the AAE's (code, residual) coordinates. ``"auto"``: 2
+        when the training rows are taken as normal (``contamination="auto"``), 5 when
+        ``contamination`` gives a share of anomalies among them. The
+        model keeps those coordinates for up to 4,096 training rows. ``0`` turns the
+        component off, and then no training rows are kept.
     calibration_fraction : float, default=0.1
         Share of the training rows held back to normalize the score components.
     contamination : "auto" or float in (0, 0.5], default="auto"
@@ -151,6 +153,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     offset_ : float
         ``decision_function = score_samples - offset_``.
     input_shape_ : tuple of int
+    n_neighbors_ : int
+        The neighbours the ``neighbors`` component averages: ``n_neighbors``, or what
+        ``"auto"`` chose.
     n_features_in_ : int
         Columns of ``X`` the model takes (for a DataFrame: without the id and dropped
         columns).
@@ -186,7 +191,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         posterior: str = "deterministic",
         input_shape: tuple[int, ...] | None = None,
         score_weights: dict | None = None,
-        n_neighbors: int = 5,
+        n_neighbors: int | str = "auto",
         calibration_fraction: float = 0.1,
         contamination: str | float = "auto",
         device: str = "auto",
@@ -256,7 +261,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         known_anomalies = None
         if anomaly_labels is not None:
             X, classes, known_anomalies = labels.without_known_anomalies(
-                X, classes, anomaly_labels, self.n_neighbors
+                X, classes, anomaly_labels, fitting.neighbors_k(self.n_neighbors, "auto")
             )
         class_index = None
         if classes is not None:
@@ -266,6 +271,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         train_index, calibration_index = calibration.split_calibration(
             len(X), self.calibration_fraction, rng
         )
+        self._resolve_neighbors()
         train_rows = X[train_index]
         train_classes = None if class_index is None else class_index[train_index]
         group = current_group()
@@ -279,7 +285,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         if class_index is not None:
             check_prior(prior, self.prior, len(normal_classes))
             self.normal_classes_ = normal_classes
-        reference = fitting.capped(train_rows, rng) if self.n_neighbors else None
+        reference = fitting.capped(train_rows, rng) if self._neighbors_k() else None
         known_anomalies = fitting.capped(known_anomalies, rng)
         device = resolve_device(self.device)
         with seeded(seed, device) as generator, flush_denormals():
@@ -385,6 +391,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         train_index, calibration_index = calibration.split_calibration(
             len(X), self.calibration_fraction, rng
         )
+        self._resolve_neighbors()
         if isinstance(calibration_index, slice):  # too few rows to hold any back
             held_back = np.empty(0, dtype=np.int64)
         else:
@@ -413,7 +420,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         prior = create_prior(self.prior, self.latent_dim_, self.prior_params or {})
         self.__dict__.pop("normal_classes_", None)
         self.__dict__.pop("distributed_", None)
-        reference = fitting.capped(train_sample, rng) if self.n_neighbors else None
+        reference = fitting.capped(train_sample, rng) if self._neighbors_k() else None
         device = resolve_device(self.device)
         self.input_shape_ = input_shape  # the parts are checked against it
         # an image model's grey scale, as fit keeps it: the sample's training rows' range
@@ -519,7 +526,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         reference = fitting.trimmed_reference(
             module.reference, module.latent_dim, self.contamination
         )
-        groups = fitting.reference_groups(len(reference), self.n_neighbors, self.contamination)
+        groups = fitting.reference_groups(len(reference), self._neighbors_k(), self.contamination)
         if groups > 1:
             order = np.random.default_rng(generator.initial_seed()).permutation(len(reference))
             reference = reference[torch.as_tensor(order, device=reference.device)]
@@ -549,13 +556,19 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         return tags
 
     # -- scoring ---------------------------------------------------------------------------
+    def _resolve_neighbors(self) -> None:
+        self.n_neighbors_ = fitting.neighbors_k(self.n_neighbors, self.contamination)
+
+    def _neighbors_k(self) -> int:
+        return self.n_neighbors_
+
     def _raw_components(
         self, rows: np.ndarray, classes=None, chosen_classes=None, wanted=None
     ) -> dict[str, np.ndarray]:
         with inference_threads(self.module_, self.device_) as workers:
             return raw_components(
                 self.module_, self.prior_, rows, None, self.device_, workers,
-                self.n_neighbors, classes, chosen_classes, wanted,
+                self._neighbors_k(), classes, chosen_classes, wanted,
             )
 
     def score_components(self, X, *, classes=None) -> dict[str, np.ndarray]:

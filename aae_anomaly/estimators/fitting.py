@@ -161,6 +161,21 @@ def trimmed_reference(
 GROUP_FACTOR = 2.0
 
 
+# n_neighbors="auto": the 2 nearest training rows when the training rows are taken as
+# normal (contamination "auto"): a finer density than an average over 5, which blurs small
+# groups of normal rows, yet not one row's distance alone, which is zero for every
+# training row scored again; 5 when a share of them is said to be anomalies, so that a few
+# anomalies among the reference rows cannot vouch for a new one.
+CLEAN_NEIGHBORS, DEFAULT_NEIGHBORS = 2, 5
+
+
+def neighbors_k(n_neighbors, contamination) -> int:
+    """The number of neighbours the ``neighbors`` component averages (0: off)."""
+    if n_neighbors != "auto":
+        return n_neighbors
+    return CLEAN_NEIGHBORS if contamination == "auto" else DEFAULT_NEIGHBORS
+
+
 def reference_groups(n_rows: int, n_neighbors: int, contamination) -> int:
     """How many slices the neighbour search of a reference of ``n_rows`` rows averages."""
     if contamination == "auto" or not n_rows or not n_neighbors:

@@ -65,8 +65,10 @@ def _describe(detector) -> dict[str, Any]:
     else:
         version = 1
     per_sample = detector.module_.sample_scaling is not None
-    if per_sample:
-        # an older reader would feed the networks rows that were never standardized
+    chosen_neighbors = detector.n_neighbors == "auto"
+    if per_sample or chosen_neighbors:
+        # an older reader would feed the networks rows that were never standardized, or
+        # not know how many neighbours "auto" chose
         version = 5
     document = {
         "format_version": version,
@@ -92,6 +94,8 @@ def _describe(detector) -> dict[str, Any]:
         document["columns"] = columns
     if per_sample:
         document["sample_scaling"] = True
+    if chosen_neighbors:
+        document["n_neighbors"] = int(detector.n_neighbors_)
     groups = getattr(detector.module_, "reference_groups", 1)
     if groups > 1:
         # optional: a model fitted on contaminated rows searches its reference in slices
@@ -339,6 +343,7 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
         normal_classes=normal_classes,
         schema=_schema(path, document),
         distributed=document.get("distributed"),
+        n_neighbors=document.get("n_neighbors"),
     )
     value_range = document.get("input_range")
     if value_range is not None:
@@ -487,8 +492,10 @@ def _restore_fitted_state(
     normal_classes: list | None = None,
     schema: TableSchema | None = None,
     distributed: dict | None = None,
+    n_neighbors: int | None = None,
 ):
-    """Set the learned attributes a fit sets, from stored state."""
+    """Set the learned attributes a fit sets, from stored state (``n_neighbors``: what
+    ``n_neighbors="auto"`` chose)."""
     detector.__dict__.pop("distributed_", None)
     if distributed is not None:
         detector.distributed_ = dict(distributed)
@@ -502,6 +509,9 @@ def _restore_fitted_state(
     _restore_inputs(detector, schema, int(np.prod(detector.input_shape_)))
     detector.calibration_, detector.offset_ = calibration, float(offset)
     detector.history_ = history
+    detector.n_neighbors_ = (
+        detector.n_neighbors if n_neighbors is None else n_neighbors
+    )
     return detector
 
 
@@ -544,6 +554,12 @@ def check_detector_document(path, document: Any, known_params: set[str]) -> None
     per_sample = document.get("sample_scaling", False)
     if not (isinstance(per_sample, bool) and (version >= 5 or not per_sample)):
         raise fail("sample_scaling", "absent, or true or false (true from format version 5)")
+    chosen = document.get("n_neighbors")
+    if document["params"].get("n_neighbors") == "auto":
+        if not (version >= 5 and is_int(chosen) and chosen > 0):
+            raise fail("n_neighbors", "the positive number of neighbours n_neighbors='auto' chose")
+    elif chosen is not None:
+        raise fail("n_neighbors", "absent when the parameter n_neighbors is a number")
     distributed = document.get("distributed")
     if distributed is not None and not (
         isinstance(distributed, dict)

@@ -253,7 +253,8 @@ def check_detector_params(estimator) -> None:
         check_int("latent_dim", estimator.latent_dim)
     check_int("epochs", estimator.epochs)
     check_int("batch_size", estimator.batch_size)
-    check_non_negative_int("n_neighbors", estimator.n_neighbors)
+    if estimator.n_neighbors != "auto":
+        check_non_negative_int("n_neighbors", estimator.n_neighbors)
     check_training_settings(estimator)
     if estimator.posterior not in POSTERIORS:
         raise ValueError(
