@@ -105,6 +105,8 @@ def test_fit_on_images_shares_one_scale_unless_told_otherwise(tmp_path):
         loaded = aae_anomaly.load(model)
         assert loaded.scaling == scaling and loaded.input_shape_ == (1, 4, 4)
         assert len(set(loaded.module_.scale.tolist())) == distinct
+        shown = {"auto": "scaling per_sample (auto)", "per_feature": "scaling per_feature"}
+        assert shown[scaling] in run("info", model).stdout
     assert_bad_input(
         run("fit", tmp_path / "images.npy", "-o", tmp_path / "x.aae", "--scaling", "global"),
         "'global' is not one of 'auto', 'per_feature', 'shared', 'per_sample'",

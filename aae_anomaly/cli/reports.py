@@ -202,6 +202,18 @@ def format_environment(environment: dict[str, Any]) -> str:
 
 
 # -- info MODEL -------------------------------------------------------------------------------
+def _scaling_text(params: dict, doc: dict) -> str:
+    """The input scaling a detector's file applies, as fit resolved ``auto``."""
+    given = params.get("scaling", "per_feature")  # files from before the parameter
+    if doc.get("sample_scaling"):
+        resolved = "per_sample"
+    elif given == "auto":
+        resolved = "shared" if len(doc["input_shape"]) > 1 else "per_feature"
+    else:
+        resolved = given
+    return f"{resolved} (auto)" if given == "auto" else resolved
+
+
 def _latent_dim(params: dict[str, Any], n_features: int) -> str:
     if params["latent_dim"] != "auto":
         return str(params["latent_dim"])
@@ -226,7 +238,8 @@ def format_model(header: ModelHeader) -> str:
         f"latent dim     {_latent_dim(params, doc['n_features_in'])} "
         f"({params['posterior']} posterior, "
         f"{params['reconstruction_loss']} loss)",
-        f"input shape    {tuple(doc['input_shape'])}, {doc['n_features_in']} features",
+        f"input shape    {tuple(doc['input_shape'])}, {doc['n_features_in']} features, "
+        f"scaling {_scaling_text(params, doc)}",
         f"features       {', '.join(names) if names else '(unnamed)'}",
         f"parameters     {header.n_parameters} in {len(header.tensors)} tensors",
         f"threshold      score > {-doc['offset']:.6g} is an anomaly "
@@ -305,7 +318,8 @@ def format_family_model(header: ModelHeader) -> str:
         *_file_lines(header),
         f"estimator      {doc['estimator']}, {categories}, style dim {params['style_dim']}",
         _plugin_line("encoder", doc["encoder"]),
-        f"input shape    {tuple(doc['input_shape'])}, {doc['n_features_in']} features",
+        f"input shape    {tuple(doc['input_shape'])}, {doc['n_features_in']} features, "
+        f"scaling {_scaling_text(params, doc)}",
         f"features       {', '.join(names) if names else '(unnamed)'}",
         f"parameters     {header.n_parameters} in {len(header.tensors)} tensors",
         f"training       {len(next(iter(history.values()), []))} epochs, "
