@@ -419,7 +419,8 @@ def write_report(cache: dict, groups: dict[str, str], path: Path, seeds) -> None
         "detector: a StandardScaler per feature on the tabular sets, one mean and standard "
         "deviation over all pixels on the image sets (pixels share one unit; per-pixel "
         "scaling turns ink on a pixel that is dark in every training image into a value of "
-        "50 or more, see the last section), where the AAE gets the rows as 28x28 images; "
+        "50 or more, see the last section), where the AAE gets the rows as 28x28 images "
+        "(which its default scaling then standardizes one by one, docs/scoring.md); "
         f"seeds {', '.join(map(str, seeds))}; each figure is the mean over seeds. "
         "Every detector runs with its default settings (PyOD's KNN with n_neighbors=5, "
         "method='largest').",

@@ -28,6 +28,14 @@ def fitted(kind: str, n_features: int):
     if kind == "detector":
         model = AAEDetector(latent_dim=11, **settings).fit(X)
         methods = ("score_samples", "decision_function", "predict", "transform")
+    elif kind == "images":
+        # flat rows of n_features x n_features one-channel images: per-sample scaling, a
+        # mean and deviation computed within each row (9 or 25 values, odd on purpose)
+        X, _ = blobs(n_features * n_features)
+        model = AAEDetector(latent_dim=11, input_shape=(1, n_features, n_features), **settings)
+        model.fit(X)
+        assert model.module_.sample_scaling is not None
+        methods = ("score_samples", "transform")
     elif kind == "classifier":
         labels = np.where(np.arange(len(y)) % 10 == 0, y, -1)
         model = AAEClassifier(style_dim=8, **settings).fit(X, labels)
@@ -42,7 +50,7 @@ def fitted(kind: str, n_features: int):
 
 
 @pytest.mark.parametrize("n_features", [3, 5])
-@pytest.mark.parametrize("kind", ["detector", "classifier", "clustering", "supervised"])
+@pytest.mark.parametrize("kind", ["detector", "images", "classifier", "clustering", "supervised"])
 def test_a_rows_outputs_do_not_depend_on_the_rows_beside_it(kind, n_features):
     model, methods, X = fitted(kind, n_features)
     rng = np.random.RandomState(1)
