@@ -40,8 +40,10 @@ def test_contamination_leaves_the_planted_anomalies_out_of_the_reference(contami
     assert kept_untold > 30
     # told the share, it drops the rows that reconstruct worst: nearly all the anomalies
     assert planted_in_reference(told, X[is_planted]) <= 0.1 * kept_untold
-    n_reference = len(clean.module_.reference)
-    assert len(told.module_.reference) == int(np.ceil(n_reference * (1 - TRIM_FACTOR * 0.05)))
+    # the rows trained on (the clean model's reference holds the held-out ones too)
+    n_trained = len(X) - round(clean.calibration_fraction * len(X))
+    assert len(clean.module_.reference) == len(X)
+    assert len(told.module_.reference) == int(np.ceil(n_trained * (1 - TRIM_FACTOR * 0.05)))
 
 
 def test_a_trimmed_reference_survives_a_model_file(contaminated, tmp_path):

@@ -298,6 +298,22 @@ def test_neighbours_auto_takes_2_for_clean_data_and_5_otherwise(small_rows):
     assert clean.get_params()["n_neighbors"] == "auto"
 
 
+def test_held_out_rows_join_the_reference_and_calibrate_leaving_themselves_out(small_rows):
+    clean = AAEDetector(epochs=1, random_state=0).fit(small_rows)
+    reference = clean.module_.reference.double().numpy()
+    assert len(reference) == len(small_rows)  # 108 trained on, then the 12 held out
+    held = reference[-12:]
+    distances = np.sqrt(((held[:, None, :] - reference[None, :, :]) ** 2).sum(-1))
+    distances[np.arange(12), np.arange(len(reference) - 12, len(reference))] = np.inf
+    leave_one_out = np.sort(distances, axis=1)[:, :2].mean(axis=1)
+    np.testing.assert_allclose(
+        clean.calibration_.center["neighbors"], np.median(leave_one_out), rtol=1e-4
+    )
+    # said to hold anomalies, the held-out rows stay out (they may be anomalies too)
+    told = AAEDetector(epochs=1, random_state=0, contamination=0.1).fit(small_rows)
+    assert len(told.module_.reference) < len(small_rows) - 12
+
+
 def test_a_constant_image_scores_without_nan():
     images = np.random.default_rng(0).random((40, 1, 4, 4))
     detector = AAEDetector(epochs=1, random_state=0).fit(images)
@@ -492,7 +508,8 @@ def test_neighbors_component_is_the_mean_distance_in_code_residual_space(small_r
 
     detector = AAEDetector(epochs=3, n_neighbors=4, random_state=0).fit(small_rows)
     reference = detector.module_.reference.numpy()
-    assert reference.shape == (108, 2 + 5)  # 90% of the rows train; latent "auto" = 5 // 2
+    # the 90% trained on, then the 10% held out; latent "auto" = 5 // 2
+    assert reference.shape == (120, 2 + 5)
     queries = np.random.default_rng(1).normal(size=(30, 5))
     coordinates = joint_coordinates(detector.module_, queries, 64, detector.device_).numpy()
     expected = NearestNeighbors(n_neighbors=4).fit(reference).kneighbors(coordinates)[0]

@@ -217,8 +217,8 @@ def test_scoring_flops_add_the_neighbour_search_to_the_networks():
     detector = AAEDetector(epochs=1, random_state=0).fit(rows)
     module = detector.module_
     n_reference, width = module.reference.shape
-    assert (n_reference, width) == (54, 3 + 6)
-    search = 2 * 54 * (9 + 1)  # the ranking product has a column for the norms
+    assert (n_reference, width) == (60, 3 + 6)  # the rows trained on and the held-out ones
+    search = 2 * 60 * (9 + 1)  # the ranking product has a column for the norms
     assert scoring_flops_per_row(module) == forward_flops_per_row(module) + search
     # the default score weighs the neighbors component alone: no discriminator pass
     weighted = detector.calibration_.weighted()

@@ -316,7 +316,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             self.__dict__.pop("input_range_", None)
             if value_range is not None:
                 self.input_range_ = value_range
-            self._calibrate(X, X[calibration_index])
+            self._calibrate(X, calibration_index)
         return self
 
     def fit_chunks(
@@ -471,7 +471,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
                     )
                     self._prepare_reference(module, generator)
             self.module_, self.prior_, self.device_ = module, prior, device
-            self._calibrate(X, X[calibration_index])
+            self._calibrate(X, calibration_index)
         self.streamed_rows_ = n_rows
         return self
 
@@ -533,12 +533,23 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         module.reference = reference.contiguous()
         module.reference_groups = groups
 
-    def _calibrate(self, X: np.ndarray, held_out: np.ndarray) -> None:
-        """Normalize the components on the held-out normal rows and set the threshold."""
+    def _calibrate(self, X: np.ndarray, calibration_index) -> None:
+        """Normalize the components on the held-out normal rows (``X[calibration_index]``;
+        all rows when none could be held back) and set the threshold; on a clean fit, the
+        held-out rows then join the reference (``fitting.adds_held_out_rows``)."""
         weights = calibration.checked_weights(
             self.score_weights, available_components(self.module_, self.prior_)
         )
+        held_out = X[calibration_index]
         held = self._raw_components(held_out)
+        n_held_out = 0 if isinstance(calibration_index, slice) else len(held_out)
+        if "neighbors" in held and fitting.adds_held_out_rows(
+            self.module_, n_held_out, self.contamination
+        ):
+            with inference_threads(self.module_, self.device_) as workers:
+                joint = joint_coordinates(self.module_, held_out, None, self.device_, workers)
+            distances = fitting.add_held_out_rows(self.module_, joint, self._neighbors_k())
+            held["neighbors"] = distances.double().cpu().numpy()
         self.calibration_ = ScoreCalibration.fit(held, weights)
         training = None
         if self.contamination != "auto":

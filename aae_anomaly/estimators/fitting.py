@@ -190,3 +190,39 @@ def capped(rows: np.ndarray | None, rng: np.random.RandomState) -> np.ndarray | 
         return rows
     chosen = rng.choice(len(rows), MAX_REFERENCE_ROWS, replace=False)
     return rows[np.sort(chosen)]
+
+
+def adds_held_out_rows(module, n_held_out: int, contamination) -> bool:
+    """Whether the held-out calibration rows join the reference after calibrating: on a
+    clean fit (``contamination`` "auto") that held rows back, whose whole reference is
+    searched, when they fit under :data:`MAX_REFERENCE_ROWS`. They were never trained on,
+    so their residuals are those of new rows, and they add to the density estimate."""
+    return (
+        contamination == "auto"
+        and n_held_out > 0
+        and len(module.reference) > 0
+        and getattr(module, "reference_groups", 1) == 1
+        and len(module.reference) + n_held_out <= MAX_REFERENCE_ROWS
+    )
+
+
+def add_held_out_rows(module, held_out: torch.Tensor, n_neighbors: int) -> torch.Tensor:
+    """Append the joint coordinates ``held_out`` to ``module.reference``, and return each
+    held-out row's mean distance to its ``n_neighbors`` nearest *other* reference rows:
+    the neighbors component a new normal row gets from the enlarged reference, measured
+    leave-one-out, so the calibration stays unbiased. A row is its own nearest reference
+    row at distance exactly zero (the search measures the chosen rows' distances
+    directly), so the mean over ``n_neighbors + 1`` rows, rescaled, leaves it out."""
+    from ..scoring.components import with_known_anomalies
+    from ..scoring.neighbors import NeighborSearch
+
+    # a plain tensor (not an inference one) in the buffer, as fit's other references
+    module.reference = torch.cat([module.reference, held_out.clone()]).contiguous()
+    k = min(n_neighbors, len(module.reference) - 1)
+    with torch.inference_mode():
+        with_self = NeighborSearch(module.reference, k + 1).mean_distance(held_out)
+        distances = with_self * ((k + 1) / k)
+        if module.anomaly_reference is not None:  # as the component does for any row
+            anomalies = NeighborSearch(module.anomaly_reference, 1)
+            distances = with_known_anomalies(distances, held_out, anomalies, len(held_out))
+    return distances
