@@ -81,6 +81,7 @@ class CategoricalAAEModule(ScaledInput, nn.Module):
         self.loss = loss
         self.register_buffer("center", center.to(torch.float32))
         self.register_buffer("scale", scale.to(torch.float32))
+        self.register_buffer("sample_scaling", None)  # the family has no per-sample scaling
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Class logits (``None`` when the class is given, not inferred) and style codes of

@@ -26,26 +26,31 @@ class Discriminator(nn.Module):
         return self.net(z).squeeze(-1)
 
 
+def standardize_samples(rows: torch.Tensor, channels: int) -> torch.Tensor:
+    """Each channel of each flat row minus its own mean, divided by its own standard
+    deviation (a constant channel becomes zeros): per-sample scaling's first step. Each
+    row's statistics come from that row alone, so a row's value never depends on the rows
+    batched with it."""
+    grouped = rows.reshape(len(rows), channels, rows.shape[1] // channels)
+    grouped = grouped - grouped.mean(dim=2, keepdim=True)
+    spread = grouped.std(dim=2, correction=0, keepdim=True)
+    grouped = grouped / torch.where(spread > 0, spread, torch.ones_like(spread))
+    return grouped.reshape(rows.shape)
+
+
 class ScaledInput:
     """The input scaling a module keeps as buffers ``center`` and ``scale``, with its
     ``input_shape`` and reconstruction ``loss``: shared by every AAE network family."""
 
     center: torch.Tensor
     scale: torch.Tensor
+    sample_scaling: torch.Tensor | None  # per-sample scaling's typical (mean, deviation)
     input_shape: tuple[int, ...]
     loss: str
 
     def scale_input(self, rows: torch.Tensor) -> torch.Tensor:
-        if getattr(self, "sample_scaling", None) is not None:
-            # contrast normalization: each channel of each sample by its own mean and
-            # deviation, a computation within the row, so a row's value never depends on
-            # the rows batched with it
-            channels = self.sample_scaling.shape[1]
-            grouped = rows.reshape(len(rows), channels, rows.shape[1] // channels)
-            grouped = grouped - grouped.mean(dim=2, keepdim=True)
-            spread = grouped.std(dim=2, correction=0, keepdim=True)
-            grouped = grouped / torch.where(spread > 0, spread, torch.ones_like(spread))
-            rows = grouped.reshape(rows.shape)
+        if self.sample_scaling is not None:  # contrast normalization first
+            rows = standardize_samples(rows, self.sample_scaling.shape[1])
         x = (rows - self.center) / self.scale
         return x.reshape(len(rows), *self.input_shape)
 
@@ -56,7 +61,7 @@ class ScaledInput:
         if self.loss == "bce":
             flat = torch.sigmoid(flat)
         flat = flat * self.scale + self.center
-        typical = getattr(self, "sample_scaling", None)
+        typical = self.sample_scaling
         if typical is not None:
             channels = typical.shape[1]
             grouped = flat.reshape(len(flat), channels, flat.shape[1] // channels)

@@ -258,10 +258,11 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from")
         X, image_shape = training_rows(self, X, y)
+        self.n_neighbors_ = fitting.neighbors_k(self.n_neighbors, self.contamination)
         known_anomalies = None
         if anomaly_labels is not None:
             X, classes, known_anomalies = labels.without_known_anomalies(
-                X, classes, anomaly_labels, fitting.neighbors_k(self.n_neighbors, "auto")
+                X, classes, anomaly_labels, self.n_neighbors_
             )
         class_index = None
         if classes is not None:
@@ -271,7 +272,6 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         train_index, calibration_index = calibration.split_calibration(
             len(X), self.calibration_fraction, rng
         )
-        self._resolve_neighbors()
         train_rows = X[train_index]
         train_classes = None if class_index is None else class_index[train_index]
         group = current_group()
@@ -285,7 +285,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         if class_index is not None:
             check_prior(prior, self.prior, len(normal_classes))
             self.normal_classes_ = normal_classes
-        reference = fitting.capped(train_rows, rng) if self._neighbors_k() else None
+        reference = fitting.capped(train_rows, rng) if self.n_neighbors_ else None
         known_anomalies = fitting.capped(known_anomalies, rng)
         device = resolve_device(self.device)
         with seeded(seed, device) as generator, flush_denormals():
@@ -387,11 +387,11 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             own_chunks = shared.chunks
             rows_identity = shared.digest
         X, image_shape = training_rows(self, sample, None)
+        self.n_neighbors_ = fitting.neighbors_k(self.n_neighbors, self.contamination)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         train_index, calibration_index = calibration.split_calibration(
             len(X), self.calibration_fraction, rng
         )
-        self._resolve_neighbors()
         if isinstance(calibration_index, slice):  # too few rows to hold any back
             held_back = np.empty(0, dtype=np.int64)
         else:
@@ -420,7 +420,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         prior = create_prior(self.prior, self.latent_dim_, self.prior_params or {})
         self.__dict__.pop("normal_classes_", None)
         self.__dict__.pop("distributed_", None)
-        reference = fitting.capped(train_sample, rng) if self._neighbors_k() else None
+        reference = fitting.capped(train_sample, rng) if self.n_neighbors_ else None
         device = resolve_device(self.device)
         self.input_shape_ = input_shape  # the parts are checked against it
         # an image model's grey scale, as fit keeps it: the sample's training rows' range
@@ -526,7 +526,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         reference = fitting.trimmed_reference(
             module.reference, module.latent_dim, self.contamination
         )
-        groups = fitting.reference_groups(len(reference), self._neighbors_k(), self.contamination)
+        groups = fitting.reference_groups(len(reference), self.n_neighbors_, self.contamination)
         if groups > 1:
             order = np.random.default_rng(generator.initial_seed()).permutation(len(reference))
             reference = reference[torch.as_tensor(order, device=reference.device)]
@@ -537,19 +537,21 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         """Normalize the components on the held-out normal rows (``X[calibration_index]``;
         all rows when none could be held back) and set the threshold; on a clean fit, the
         held-out rows then join the reference (``fitting.adds_held_out_rows``)."""
-        weights = calibration.checked_weights(
-            self.score_weights, available_components(self.module_, self.prior_)
-        )
+        names = available_components(self.module_, self.prior_)
+        weights = calibration.checked_weights(self.score_weights, names)
         held_out = X[calibration_index]
-        held = self._raw_components(held_out)
         n_held_out = 0 if isinstance(calibration_index, slice) else len(held_out)
-        if "neighbors" in held and fitting.adds_held_out_rows(
+        if "neighbors" in names and fitting.adds_held_out_rows(
             self.module_, n_held_out, self.contamination
         ):
+            held = self._raw_components(held_out, wanted=set(names) - {"neighbors"})
             with inference_threads(self.module_, self.device_) as workers:
                 joint = joint_coordinates(self.module_, held_out, None, self.device_, workers)
-            distances = fitting.add_held_out_rows(self.module_, joint, self._neighbors_k())
+            distances = fitting.add_held_out_rows(self.module_, joint, self.n_neighbors_)
             held["neighbors"] = distances.double().cpu().numpy()
+            held = {name: held[name] for name in names}  # the scorer's order of components
+        else:
+            held = self._raw_components(held_out)
         self.calibration_ = ScoreCalibration.fit(held, weights)
         training = None
         if self.contamination != "auto":
@@ -567,19 +569,13 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         return tags
 
     # -- scoring ---------------------------------------------------------------------------
-    def _resolve_neighbors(self) -> None:
-        self.n_neighbors_ = fitting.neighbors_k(self.n_neighbors, self.contamination)
-
-    def _neighbors_k(self) -> int:
-        return self.n_neighbors_
-
     def _raw_components(
         self, rows: np.ndarray, classes=None, chosen_classes=None, wanted=None
     ) -> dict[str, np.ndarray]:
         with inference_threads(self.module_, self.device_) as workers:
             return raw_components(
                 self.module_, self.prior_, rows, None, self.device_, workers,
-                self._neighbors_k(), classes, chosen_classes, wanted,
+                self.n_neighbors_, classes, chosen_classes, wanted,
             )
 
     def score_components(self, X, *, classes=None) -> dict[str, np.ndarray]:

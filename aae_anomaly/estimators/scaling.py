@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from ..engine.model import standardize_samples
 
 SCALINGS = ("auto", "per_feature", "shared", "per_sample")
 # The AAE family (classifier, clustering, supervised generation) keeps image intensities
@@ -22,25 +25,15 @@ def scales_samples(scaling: str, input_shape: tuple[int, ...]) -> bool:
     return scaling == "per_sample" or (scaling == "auto" and len(input_shape) > 1)
 
 
-def _channels(rows: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    channels = input_shape[0] if len(input_shape) > 1 else 1
-    return rows.astype(np.float64, copy=False).reshape(len(rows), channels, -1)
-
-
-def standardize_samples(rows: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    """Each channel of each row minus its own mean, divided by its own standard deviation
-    (float64; a constant channel becomes zeros): ``ScaledInput.scale_input``'s first step."""
-    values = _channels(rows, input_shape)
-    centered = values - values.mean(axis=2, keepdims=True)
-    spread = centered.std(axis=2, keepdims=True)
-    return (centered / np.where(spread > 0, spread, 1.0)).reshape(len(rows), -1)
+def _n_channels(input_shape: tuple[int, ...]) -> int:
+    return input_shape[0] if len(input_shape) > 1 else 1
 
 
 def sample_statistics(rows: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
     """The typical row's mean and standard deviation per channel (the means of the rows'
     own), shape ``(2, channels)``: they map standardized outputs such as generated
     samples back to the data's units."""
-    values = _channels(rows, input_shape)
+    values = rows.astype(np.float64, copy=False).reshape(len(rows), _n_channels(input_shape), -1)
     return np.stack([values.mean(axis=2).mean(axis=0), values.std(axis=2).mean(axis=0)]).astype(
         np.float32
     )
@@ -55,7 +48,7 @@ def scaling_groups(scaling: str, input_shape: tuple[int, ...]) -> int | None:
         return None
     # per_sample: after each sample's own standardization, one centre and scale per
     # channel (images) or for all columns
-    return input_shape[0] if images else 1
+    return _n_channels(input_shape)
 
 
 def input_scaling(
@@ -71,11 +64,12 @@ def input_scaling(
     the statistics of all its values. Statistics are taken in float64; a constant column
     (or group) gets scale 1, so it maps to zero instead of NaN. With ``sample_shape``
     (per-sample scaling), the statistics are those of the rows after
-    :func:`standardize_samples` with that shape.
+    :func:`~aae_anomaly.engine.model.standardize_samples` with that shape's channels.
     """
     values = rows.astype(np.float64, copy=False)
     if sample_shape is not None:
-        values = standardize_samples(values, sample_shape)
+        # the networks' own map (in float64 here), so the statistics are of what they see
+        values = standardize_samples(torch.tensor(values), _n_channels(sample_shape)).numpy()
     n_columns = values.shape[1]
     axes: int | tuple[int, int] = 0
     if groups is not None:
