@@ -1,0 +1,93 @@
+"""The default score against a plain neighbour search in the inputs, and their sum.
+
+Same protocol and splits as ``benchmarks/quality.py`` (the 18 ADBench sets, clean
+training). For each data set and seed, one default ``AAEDetector`` is fitted and its
+score taken; beside it, the mean distance to the 2 nearest training rows in the scaled
+inputs (a kNN of our own, no network), made a robust z-score on the training rows'
+leave-one-out distances as the AAE's components are on its held-out rows; and the sum of
+the two (two searches). Prints the mean ROC-AUC / AP of each over sets and seeds.
+
+``--reference-rows N`` caps both searches at N training rows (the AAE's by setting its
+cap, ``aae_anomaly.estimators.fitting.MAX_REFERENCE_ROWS``; 4,096 by default): at half
+the default cap, the sum costs what the default score costs now. ``--seed-offset``
+fits the networks with other seeds on the same splits, to see how far a difference
+is the networks' seed.
+
+    python benchmarks/input_views.py --data ../shared/data/adbench
+    python benchmarks/input_views.py --data ../shared/data/adbench --seed-offset 100
+    python benchmarks/input_views.py --data ../shared/data/adbench --reference-rows 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.neighbors import NearestNeighbors
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality  # noqa: E402  (the protocol's split)
+
+K = 2  # the default score's neighbour count on clean training rows
+
+
+def input_knn_score(X_train, X_test, rows: int | None, seed: int) -> np.ndarray:
+    """Mean distance to the K nearest of (at most ``rows``) training rows, as a robust
+    z-score: the training rows' own distances, measured leave-one-out, give its median
+    and spread."""
+    if rows is not None and len(X_train) > rows:
+        pick = np.random.RandomState(seed).choice(len(X_train), rows, replace=False)
+        X_train = X_train[np.sort(pick)]
+    search = NearestNeighbors(n_neighbors=K + 1).fit(X_train)
+    own = search.kneighbors(X_train)[0][:, 1:].mean(axis=1)  # the row itself left out
+    new = search.kneighbors(X_test, n_neighbors=K)[0].mean(axis=1)
+    q75, q25 = np.percentile(own, [75, 25])
+    return (new - np.median(own)) / max((q75 - q25) / 1.349, 1e-12)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="a folder of ADBench .npz sets")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="added to each split's seed for the network's seed")
+    parser.add_argument("--reference-rows", type=int, default=None,
+                        help="cap both searches at this many training rows")
+    args = parser.parse_args(argv)
+    from aae_anomaly import AAEDetector
+    from aae_anomaly.estimators import fitting
+
+    if args.reference_rows is not None:
+        fitting.MAX_REFERENCE_ROWS = args.reference_rows
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results = {"AAE default": [], f"input kNN (k = {K})": [], "sum": []}
+    for path in sorted(args.data.glob("*.npz")):
+        X, y = quality.load_npz(path)
+        for seed in seeds:
+            X_train, X_test, y_test = quality.protocol_split(X, y, seed)
+            detector = AAEDetector(random_state=seed + args.seed_offset).fit(X_train)
+            aae = detector.score_components(X_test)["score"]
+            plain = input_knn_score(X_train, X_test, args.reference_rows, seed)
+            row = []
+            scores = (aae, plain, aae + plain)
+            for (name, found), score in zip(results.items(), scores, strict=True):
+                found.append((roc_auc_score(y_test, score),
+                              average_precision_score(y_test, score)))
+                row.append(f"{name} {found[-1][0]:.3f}")
+            print(f"{path.stem} seed {seed}: " + ", ".join(row), flush=True)
+    cap = (f"both searches capped at {args.reference_rows} rows" if args.reference_rows
+           else f"the AAE's reference capped at {fitting.MAX_REFERENCE_ROWS} rows, the "
+           "inputs' search over all training rows")
+    print(f"\nmean over sets and seeds {seeds} (network seeds + {args.seed_offset}); {cap}\n")
+    print("| score | ROC-AUC / AP |\n|---|---|")
+    for name, found in results.items():
+        roc, ap = np.mean(found, axis=0)
+        print(f"| {name} | {roc:.4f} / {ap:.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
