@@ -111,3 +111,28 @@ def test_contaminated_subsampling_keeps_the_share(monkeypatch):
     is_anomaly = X_train[:, -1] == X_train[:, -1].max()
     # m = round(0.1 / 0.9 * 600) = 67 of 667 rows, then 200 rows keeping that share
     assert is_anomaly.sum() == round(200 * 67 / 667)
+
+
+def test_input_view_score_is_a_z_score_on_the_training_rows_left_one_out():
+    import input_views
+
+    rng = np.random.default_rng(0)
+    X_train, X_test = rng.normal(size=(200, 3)), rng.normal(size=(30, 3))
+    X_test[0] = [8.0, 8.0, 8.0]
+    k = input_views.K
+
+    def mean_nearest(queries, leave_out_self):
+        distances = np.linalg.norm(queries[:, None, :] - X_train[None, :, :], axis=2)
+        if leave_out_self:
+            np.fill_diagonal(distances, np.inf)
+        return np.sort(distances, axis=1)[:, :k].mean(axis=1)
+
+    own = mean_nearest(X_train, leave_out_self=True)
+    q75, q25 = np.percentile(own, [75, 25])
+    expected = (mean_nearest(X_test, False) - np.median(own)) / ((q75 - q25) / 1.349)
+    score = input_views.input_knn_score(X_train, X_test, rows=None, seed=0)
+    np.testing.assert_allclose(score, expected, rtol=1e-9, atol=1e-9)
+    assert score[0] > 10 and np.abs(np.median(score[1:])) < 1.5
+    # with a cap, both the search and its normalization use a subsample of the rows
+    capped = input_views.input_knn_score(X_train, X_test, rows=50, seed=0)
+    assert capped.shape == score.shape and not np.allclose(capped, score)
