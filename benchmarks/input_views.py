@@ -31,7 +31,7 @@ from sklearn.neighbors import NearestNeighbors
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402  (the protocol's split)
 
-K = 2  # the default score's neighbour count on clean training rows
+K = 2  # the default score's neighbour count on clean training rows (a search needs K + 1)
 
 
 def input_knn_score(X_train, X_test, rows: int | None, seed: int) -> np.ndarray:
@@ -57,6 +57,11 @@ def main(argv=None) -> int:
     parser.add_argument("--reference-rows", type=int, default=None,
                         help="cap both searches at this many training rows")
     args = parser.parse_args(argv)
+    paths = sorted(args.data.glob("*.npz"))
+    if not paths:
+        parser.error(f"no .npz data sets in {args.data}")
+    if args.reference_rows is not None and args.reference_rows < K + 1:
+        parser.error(f"--reference-rows must be at least {K + 1}")
     from aae_anomaly import AAEDetector
     from aae_anomaly.estimators import fitting
 
@@ -64,7 +69,7 @@ def main(argv=None) -> int:
         fitting.MAX_REFERENCE_ROWS = args.reference_rows
     seeds = [int(s) for s in args.seeds.split(",")]
     results = {"AAE default": [], f"input kNN (k = {K})": [], "sum": []}
-    for path in sorted(args.data.glob("*.npz")):
+    for path in paths:
         X, y = quality.load_npz(path)
         for seed in seeds:
             X_train, X_test, y_test = quality.protocol_split(X, y, seed)
