@@ -136,3 +136,24 @@ def test_input_view_score_is_a_z_score_on_the_training_rows_left_one_out():
     # with a cap, both the search and its normalization use a subsample of the rows
     capped = input_views.input_knn_score(X_train, X_test, rows=50, seed=0)
     assert capped.shape == score.shape and not np.allclose(capped, score)
+
+
+def test_reranked_input_view_is_the_input_knn_when_every_row_is_a_candidate(monkeypatch):
+    import input_views
+    import torch
+
+    from aae_anomaly import AAEDetector
+
+    rng = np.random.default_rng(1)
+    X_train, X_test = rng.normal(size=(80, 4)), rng.normal(size=(20, 4))
+    detector = AAEDetector(epochs=2, random_state=0).fit(X_train)
+    assert len(detector.module_.reference) == len(X_train)  # held-out rows joined it
+    monkeypatch.setattr(input_views, "CANDIDATES", 10_000)
+    reranked = input_views.reranked_input_score(detector, X_test)
+
+    def scaled(X):
+        rows = torch.from_numpy(X.astype(np.float32))
+        return detector.module_.scale_input(rows).numpy().astype(np.float64)
+
+    plain = input_views.input_knn_score(scaled(X_train), scaled(X_test), rows=None, seed=0)
+    np.testing.assert_allclose(reranked, plain, rtol=1e-3, atol=1e-3)
