@@ -55,7 +55,7 @@ def test_real_data_set_through_the_protocol():
     result = quality.evaluate("AAE", *quality.protocol_split(X, y, seed=0), seed=0)
     assert result["roc_auc"] > 0.95
     assert set(result["components"]) == {
-        "reconstruction", "discriminator", "density", "neighbors",
+        "reconstruction", "discriminator", "density", "neighbors", "inputs",
     }
 
 

@@ -73,7 +73,7 @@ def test_score_components_are_per_sample_and_combine_into_the_score(small_rows):
     detector = AAEDetector(epochs=3, random_state=0).fit(small_rows)
     components = detector.score_components(small_rows[:10])
     assert set(components) == {
-        "reconstruction", "discriminator", "density", "neighbors", "score",
+        "reconstruction", "discriminator", "density", "neighbors", "inputs", "score",
     }
     assert all(values.shape == (10,) for values in components.values())
     np.testing.assert_allclose(components["score"], -detector.score_samples(small_rows[:10]))
@@ -120,7 +120,7 @@ def test_the_score_is_the_weighted_mean_of_the_normalized_components(small_rows)
 def test_priors_without_density_score_without_that_component(small_rows):
     detector = AAEDetector(prior="swiss_roll", latent_dim=2, epochs=2, random_state=0)
     components = detector.fit(small_rows).score_components(small_rows)
-    assert set(components) == {"reconstruction", "discriminator", "neighbors", "score"}
+    assert set(components) == {"reconstruction", "discriminator", "neighbors", "inputs", "score"}
 
 
 def test_score_weights_select_components(small_rows):
@@ -312,6 +312,67 @@ def test_held_out_rows_join_the_reference_and_calibrate_leaving_themselves_out(s
     # said to hold anomalies, the held-out rows stay out (they may be anomalies too)
     told = AAEDetector(epochs=1, random_state=0, contamination=0.1).fit(small_rows)
     assert len(told.module_.reference) < len(small_rows) - 12
+
+
+def _reference_inputs(detector):
+    """The reference rows in the scaled inputs, by brute force: residual + reconstruction."""
+    module = detector.module_
+    reference = module.reference.double().numpy()
+    with torch.no_grad():
+        decoded = module.decode(module.reference[:, : module.latent_dim]).double().numpy()
+    return reference[:, module.latent_dim :] + decoded
+
+
+def test_inputs_component_measures_the_inputs_among_the_joint_candidates(small_rows):
+    from aae_anomaly.scoring.components import joint_coordinates
+
+    detector = AAEDetector(epochs=2, random_state=0).fit(small_rows)
+    module = detector.module_
+    assert module.input_candidates == 8
+    reference, inputs = module.reference.double().numpy(), _reference_inputs(detector)
+    # a reference row's input is the training row itself, in the scaled units
+    scaled = module.scale_input(torch.from_numpy(small_rows.astype(np.float32))).numpy()
+    np.testing.assert_allclose(np.sort(inputs, axis=0), np.sort(scaled, axis=0), atol=1e-5)
+    queries = np.random.default_rng(1).normal(size=(30, 5))
+    joint = joint_coordinates(module, queries, 64, detector.device_).double().numpy()
+    scaled_queries = module.scale_input(torch.from_numpy(queries.astype(np.float32))).numpy()
+    candidates = np.argsort(((joint[:, None] - reference[None]) ** 2).sum(-1), axis=1)[:, :8]
+    among = np.linalg.norm(inputs[candidates] - scaled_queries[:, None], axis=2)
+    expected = np.sort(among, axis=1)[:, :2].mean(axis=1)
+    np.testing.assert_allclose(
+        detector.score_components(queries)["inputs"], expected, rtol=1e-4, atol=1e-6
+    )
+
+
+def test_inputs_component_calibrates_leaving_the_held_out_rows_out(small_rows):
+    detector = AAEDetector(epochs=1, random_state=0).fit(small_rows)
+    reference, inputs = detector.module_.reference.double().numpy(), _reference_inputs(detector)
+    n = len(reference)
+    held = np.arange(n - 12, n)
+    joint = ((reference[held, None] - reference[None]) ** 2).sum(-1)
+    joint[np.arange(12), held] = np.inf  # each row itself left out
+    candidates = np.argsort(joint, axis=1)[:, :8]
+    among = np.linalg.norm(inputs[candidates] - inputs[held, None], axis=2)
+    leave_one_out = np.sort(among, axis=1)[:, :2].mean(axis=1)
+    np.testing.assert_allclose(
+        detector.calibration_.center["inputs"], np.median(leave_one_out), rtol=1e-4
+    )
+
+
+def test_inputs_component_is_for_clean_unconditioned_fits(small_rows):
+    told = AAEDetector(epochs=1, random_state=0, contamination=0.1).fit(small_rows)
+    assert "inputs" not in told.score_components(small_rows)
+    assert told.calibration_.weighted() == ("neighbors",)
+    classes = np.arange(len(small_rows)) % 2
+    conditioned = AAEDetector(
+        prior="mixture", prior_params={"n_components": 2}, epochs=1, random_state=0
+    ).fit(small_rows, classes=classes)
+    assert "inputs" not in conditioned.score_components(small_rows, classes=classes)
+    # switched off by its weight, the score is the neighbors component's alone
+    alone = AAEDetector(
+        epochs=1, random_state=0, score_weights={"neighbors": 1.0, "inputs": 0.0}
+    ).fit(small_rows)
+    assert alone.calibration_.weighted() == ("neighbors",)
 
 
 def test_a_constant_image_scores_without_nan():
@@ -518,14 +579,16 @@ def test_neighbors_component_is_the_mean_distance_in_code_residual_space(small_r
     )
 
 
-def test_default_score_is_the_neighbors_component_normalized(small_rows):
+def test_default_score_is_the_mean_of_the_neighbourhoods_two_views_normalized(small_rows):
     detector = AAEDetector(epochs=2, random_state=0).fit(small_rows)
     components = detector.score_components(small_rows)
     calibration = detector.calibration_
-    expected = (components["neighbors"] - calibration.center["neighbors"]) / calibration.spread[
-        "neighbors"
+    assert calibration.weighted() == ("neighbors", "inputs")
+    normalized = [
+        (components[name] - calibration.center[name]) / calibration.spread[name]
+        for name in ("neighbors", "inputs")
     ]
-    np.testing.assert_allclose(components["score"], expected)
+    np.testing.assert_allclose(components["score"], (normalized[0] + normalized[1]) / 2)
 
 
 def test_without_neighbors_no_training_rows_are_kept(small_rows):

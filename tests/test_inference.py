@@ -218,11 +218,13 @@ def test_scoring_flops_add_the_neighbour_search_to_the_networks():
     module = detector.module_
     n_reference, width = module.reference.shape
     assert (n_reference, width) == (60, 3 + 6)  # the rows trained on and the held-out ones
-    search = 2 * 60 * (9 + 1)  # the ranking product has a column for the norms
+    # the ranking product has a column for the norms; the inputs component measures its
+    # 8 candidates' input-space distances (6 features)
+    search = 2 * 60 * (9 + 1) + 2 * 8 * 6
     assert scoring_flops_per_row(module) == forward_flops_per_row(module) + search
-    # the default score weighs the neighbors component alone: no discriminator pass
+    # the default score weighs the neighbourhood's two views: no discriminator pass
     weighted = detector.calibration_.weighted()
-    assert weighted == ("neighbors",)
+    assert weighted == ("neighbors", "inputs")
     autoencoder = forward_flops_per_row(module, discriminator=False)
     assert 0 < autoencoder < forward_flops_per_row(module)
     assert scoring_flops_per_row(module, weighted) == autoencoder + search

@@ -105,7 +105,7 @@ def test_round_trip_is_exact_for_images(tmp_path):
     np.testing.assert_array_equal(loaded.input_range_, detector.input_range_)
     # images are standardized one by one (scaling="auto"): a format-5 field and tensor
     document = read_header(tmp_path / "conv.aae").document
-    assert document["sample_scaling"] is True and document["format_version"] == 5
+    assert document["sample_scaling"] is True and document["format_version"] == 6
     np.testing.assert_array_equal(loaded.module_.sample_scaling, detector.module_.sample_scaling)
 
 
@@ -155,12 +155,13 @@ def test_the_neighbours_auto_chose_are_stored_and_a_number_needs_no_new_format(
 ):
     assert fitted.n_neighbors == "auto" and fitted.n_neighbors_ == 2
     document = read_header(saved).document
-    assert document["n_neighbors"] == 2 and document["format_version"] == 5
+    assert document["n_neighbors"] == 2 and document["format_version"] == 6
     assert aae_anomaly.load(saved).n_neighbors_ == 2
     fixed = AAEDetector(**TINY, n_neighbors=3).fit(data)
     fixed.save(tmp_path / "fixed.aae")
     document = read_header(tmp_path / "fixed.aae").document
-    assert "n_neighbors" not in document and document["format_version"] < 5
+    # version 6 for the inputs component (input_candidates), not for the neighbours
+    assert "n_neighbors" not in document and document["input_candidates"] == 8
     assert aae_anomaly.load(tmp_path / "fixed.aae").n_neighbors_ == 3
 
 
@@ -173,6 +174,32 @@ def test_the_neighbours_auto_chose_are_stored_and_a_number_needs_no_new_format(
 def test_bad_chosen_neighbours_fail_clearly(change, saved, tmp_path):
     path = rewrite_document(saved, tmp_path / "edited.aae", change)
     with pytest.raises(ModelFileError, match="field 'n_neighbors'"):
+        aae_anomaly.load(path)
+
+
+def test_the_inputs_component_round_trips_with_its_candidates(fitted, saved, data):
+    document = read_header(saved).document
+    assert document["input_candidates"] == 8 and document["format_version"] == 6
+    loaded = aae_anomaly.load(saved)
+    assert loaded.module_.input_candidates == 8
+    np.testing.assert_array_equal(
+        loaded.score_components(data)["inputs"], fitted.score_components(data)["inputs"]
+    )
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [(lambda d: d.update(input_candidates="8"), "field 'input_candidates'"),
+     (lambda d: d.update(input_candidates=-1), "field 'input_candidates'"),
+     (lambda d: d.update(input_candidates=5000), "field 'input_candidates'"),
+     (lambda d: d.update(format_version=5, n_neighbors=2), "field 'input_candidates'"),
+     (lambda d: d.pop("input_candidates"), "score calibration covers"),
+     (lambda d: d.update(reference_groups=2), "input_candidates needs a reference searched")],
+    ids=["text", "negative", "too-many", "older-version", "missing", "sliced"],
+)
+def test_bad_input_candidates_fail_clearly(change, match, saved, tmp_path):
+    path = rewrite_document(saved, tmp_path / "edited.aae", change)
+    with pytest.raises(ModelFileError, match=match):
         aae_anomaly.load(path)
 
 

@@ -153,7 +153,9 @@ def test_a_third_party_prior_is_discovered_and_fits(third_party_distribution, sm
         random_state=0,
     ).fit(small_rows)
     scores = detector.score_components(small_rows)
-    assert set(scores) == {"reconstruction", "discriminator", "density", "neighbors", "score"}
+    assert set(scores) == {
+        "reconstruction", "discriminator", "density", "neighbors", "inputs", "score",
+    }
     assert np.isfinite(scores["score"]).all()
 
 

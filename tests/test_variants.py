@@ -149,12 +149,12 @@ def test_conditioned_model_file_round_trip(conditioned, tmp_path):
         loaded.score_samples(X, classes=classes), detector.score_samples(X, classes=classes)
     )
     assert (loaded.score_components(X)["class"] == detector.score_components(X)["class"]).all()
-    # an unconditioned model stays a version-1 file without the field (given a number of
-    # neighbours: what n_neighbors="auto" chose needs version 5)
+    # an unconditioned model's file has no such field (and, fitted clean, the inputs
+    # component, which the conditioned one has not)
     plain = AAEDetector(**FAST, n_neighbors=5).fit(X)
     plain.save(tmp_path / "p.aae")
-    assert read_header(tmp_path / "p.aae").document["format_version"] == 1
     assert "normal_classes" not in read_header(tmp_path / "p.aae").document
+    assert read_header(tmp_path / "p.aae").document["input_candidates"] == 8
 
 
 def test_damaged_class_list_is_refused(conditioned, tmp_path):
@@ -259,7 +259,7 @@ def test_known_anomaly_model_file_round_trip(tmp_path):
     labels = np.r_[np.zeros(len(normal), dtype=int), np.ones(5, dtype=int)]
     detector = AAEDetector(**FAST, n_neighbors=5).fit(X, anomaly_labels=labels == 1)
     detector.save(tmp_path / "m.aae")
-    assert read_header(tmp_path / "m.aae").document["format_version"] == 2
+    assert read_header(tmp_path / "m.aae").document["format_version"] == 6
     loaded = load(tmp_path / "m.aae")
     assert loaded.module_.anomaly_reference.shape == detector.module_.anomaly_reference.shape
     np.testing.assert_array_equal(loaded.score_samples(cluster), detector.score_samples(cluster))

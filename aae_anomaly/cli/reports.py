@@ -261,10 +261,15 @@ def format_model(header: ModelHeader) -> str:
         sliced = f", searched in {groups} slices (contaminated training)" if groups > 1 else ""
         k = doc.get("n_neighbors", params["n_neighbors"])
         chosen = " (n_neighbors auto)" if params["n_neighbors"] == "auto" else ""
+        candidates = doc.get("input_candidates", 0)
+        inputs = (
+            f"; inputs: the {k} nearest in the inputs among the {candidates} nearest"
+            if candidates else ""
+        )
         lines.insert(
             lines.index(next(x for x in lines if x.startswith("threshold "))) + 1,
             f"neighbors      {reference[0].shape[0]} training rows kept, the {k} nearest "
-            f"averaged{chosen}{sliced}",
+            f"averaged{chosen}{sliced}{inputs}",
         )
     known = [t for t in header.tensors if t.name == "anomaly_reference"]
     if known:

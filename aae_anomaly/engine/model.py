@@ -119,6 +119,9 @@ class AAEModule(ScaledInput, nn.Module):
         # The neighbors component averages the distance to the nearest rows of this many
         # disjoint slices of the reference (more than 1 only for contaminated training).
         self.reference_groups = 1
+        # The inputs component measures the input-space distances among this many nearest
+        # reference rows of each row (0: off; set by a clean fit, see scoring.components).
+        self.input_candidates = 0
         # Joint coordinates of known anomalies (semi-supervised detection), which raise the
         # neighbors component near them; None (and not stored) when there are none.
         self.register_buffer(

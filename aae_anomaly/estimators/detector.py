@@ -532,6 +532,7 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
             reference = reference[torch.as_tensor(order, device=reference.device)]
         module.reference = reference.contiguous()
         module.reference_groups = groups
+        module.input_candidates = fitting.input_candidates(module, self.contamination)
 
     def _calibrate(self, X: np.ndarray, calibration_index) -> None:
         """Normalize the components on the held-out normal rows (``X[calibration_index]``;
@@ -544,11 +545,14 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         if "neighbors" in names and fitting.adds_held_out_rows(
             self.module_, n_held_out, self.contamination
         ):
-            held = self._raw_components(held_out, wanted=set(names) - {"neighbors"})
+            searched = {"neighbors", "inputs"}
+            held = self._raw_components(held_out, wanted=set(names) - searched)
             with inference_threads(self.module_, self.device_) as workers:
                 joint = joint_coordinates(self.module_, held_out, None, self.device_, workers)
-            distances = fitting.add_held_out_rows(self.module_, joint, self.n_neighbors_)
+            distances, inputs = fitting.add_held_out_rows(self.module_, joint, self.n_neighbors_)
             held["neighbors"] = distances.double().cpu().numpy()
+            if inputs is not None:
+                held["inputs"] = inputs.double().cpu().numpy()
             held = {name: held[name] for name in names}  # the scorer's order of components
         else:
             held = self._raw_components(held_out)

@@ -169,6 +169,21 @@ GROUP_FACTOR = 2.0
 CLEAN_NEIGHBORS, DEFAULT_NEIGHBORS = 2, 5
 
 
+# The inputs component (see scoring.components) measures the input-space distances among
+# this many nearest reference rows of each row in the joint coordinates: enough that the
+# k nearest in the inputs are nearly always among them (8 measured as well as the whole
+# reference on the ADBench sets, docs/benchmarks.md), few enough to cost a few hundred
+# operations per row beside the search's thousands.
+INPUT_CANDIDATES = 8
+
+
+def input_candidates(module, contamination) -> int:
+    """How many candidates the inputs component measures for this fit (0: off): clean,
+    unconditioned fits with a reference (a contaminated fit's search runs in slices)."""
+    clean = contamination == "auto" and module.n_classes == 0 and len(module.reference) > 0
+    return INPUT_CANDIDATES if clean else 0
+
+
 def neighbors_k(n_neighbors, contamination) -> int:
     """The number of neighbours the ``neighbors`` component averages (0: off)."""
     if n_neighbors != "auto":
@@ -206,23 +221,36 @@ def adds_held_out_rows(module, n_held_out: int, contamination) -> bool:
     )
 
 
-def add_held_out_rows(module, held_out: torch.Tensor, n_neighbors: int) -> torch.Tensor:
+def add_held_out_rows(
+    module, held_out: torch.Tensor, n_neighbors: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Append the joint coordinates ``held_out`` to ``module.reference``, and return each
-    held-out row's mean distance to its ``n_neighbors`` nearest *other* reference rows:
-    the neighbors component a new normal row gets from the enlarged reference, measured
-    leave-one-out, so the calibration stays unbiased. A row is its own nearest reference
-    row at distance exactly zero (the search measures the chosen rows' distances
-    directly), so the mean over ``n_neighbors + 1`` rows, rescaled, leaves it out."""
-    from ..scoring.components import with_known_anomalies
+    held-out row's mean distance to its ``n_neighbors`` nearest *other* reference rows
+    (and, with ``module.input_candidates``, its inputs component among its candidates
+    other than itself; else None): the values a new normal row gets from the enlarged
+    reference, measured leave-one-out, so the calibration stays unbiased. A row is its
+    own nearest reference row at distance exactly zero in both views (the search
+    measures the chosen rows' distances directly), so the mean over ``n_neighbors + 1``
+    rows of ``candidates + 1``, rescaled, leaves it out."""
+    from ..scoring.components import reference_inputs, with_known_anomalies
     from ..scoring.neighbors import NeighborSearch
 
     # a plain tensor (not an inference one) in the buffer, as fit's other references
     module.reference = torch.cat([module.reference, held_out.clone()]).contiguous()
     k = min(n_neighbors, len(module.reference) - 1)
+    inputs = own_inputs = None
+    if module.input_candidates:
+        inputs = reference_inputs(module)
+        own_inputs = inputs[len(module.reference) - len(held_out) :]
     with torch.inference_mode():
-        with_self = NeighborSearch(module.reference, k + 1).mean_distance(held_out)
+        search = NeighborSearch(
+            module.reference, k + 1, inputs=inputs, candidates=module.input_candidates + 1
+        )
+        with_self, inputs_with_self = search.distances(held_out, None, own_inputs)
         distances = with_self * ((k + 1) / k)
         if module.anomaly_reference is not None:  # as the component does for any row
             anomalies = NeighborSearch(module.anomaly_reference, 1)
             distances = with_known_anomalies(distances, held_out, anomalies, len(held_out))
-    return distances
+    if inputs_with_self is not None:
+        inputs_with_self = inputs_with_self * ((k + 1) / k)
+    return distances, inputs_with_self

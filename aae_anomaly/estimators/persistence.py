@@ -70,6 +70,9 @@ def _describe(detector) -> dict[str, Any]:
         # an older reader would feed the networks rows that were never standardized, or
         # not know how many neighbours "auto" chose
         version = 5
+    candidates = detector.module_.input_candidates
+    if candidates:
+        version = 6  # an older reader would not compute the inputs component
     document = {
         "format_version": version,
         "library_version": __version__,
@@ -96,6 +99,8 @@ def _describe(detector) -> dict[str, Any]:
         document["sample_scaling"] = True
     if chosen_neighbors:
         document["n_neighbors"] = int(detector.n_neighbors_)
+    if candidates:
+        document["input_candidates"] = int(candidates)
     groups = getattr(detector.module_, "reference_groups", 1)
     if groups > 1:
         # optional: a model fitted on contaminated rows searches its reference in slices
@@ -324,6 +329,13 @@ def restore_detector(detector, path, document: dict[str, Any], tensors, device):
             f"{n_reference} reference rows, got {groups!r}"
         )
     module.reference_groups = groups
+    candidates = document.get("input_candidates", 0)  # checked by check_detector_document
+    if candidates and (not n_reference or groups > 1):
+        raise ModelFileError(
+            f"{path}: field input_candidates needs a reference searched whole, but the file "
+            f"has {n_reference} reference rows in {groups} slices"
+        )
+    module.input_candidates = candidates
     calibration = _calibration_in_scoring_order(
         path, document["calibration"], module, prior
     )
@@ -560,6 +572,9 @@ def check_detector_document(path, document: Any, known_params: set[str]) -> None
             raise fail("n_neighbors", "the positive number of neighbours n_neighbors='auto' chose")
     elif chosen is not None:
         raise fail("n_neighbors", "absent when the parameter n_neighbors is a number")
+    candidates = document.get("input_candidates", 0)
+    if not (is_int(candidates) and 0 <= candidates <= 1024 and (version >= 6 or not candidates)):
+        raise fail("input_candidates", "absent, or an integer from 1 to 1024 (format version 6)")
     distributed = document.get("distributed")
     if distributed is not None and not (
         isinstance(distributed, dict)

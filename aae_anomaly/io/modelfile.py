@@ -34,9 +34,10 @@ from .atomic import atomic_write_bytes
 FORMAT_NAME = "aae-anomaly-model"
 # Version 2 adds ``normal_classes`` (a label-conditioned model), 3 a table's ``columns``,
 # 4 the class-and-style family's files (``estimator``), 5 per-sample scaling
-# (``sample_scaling``); a file is written at the lowest version that holds it, so that
-# older readers load what they can read.
-FORMAT_VERSION = 5
+# (``sample_scaling``), 6 the inputs score component (``input_candidates``); a file is
+# written at the lowest version that holds it, so that older readers load what they can
+# read.
+FORMAT_VERSION = 6
 METADATA_KEY = "aae_anomaly"
 SUFFIX = ".aae"
 

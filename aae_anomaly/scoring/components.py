@@ -14,6 +14,15 @@ Four components per sample, each larger for a more anomalous sample:
     ``p(z) p(residual | z)`` that GPND (Pidhorskyi et al., 2018) factorises the likelihood
     into. The code places a sample on the learned manifold (in the prior's units); the
     residual is what the manifold does not explain.
+``inputs``
+    the mean distance, in the scaled inputs, to the ``k`` closest there of the row's
+    ``module.input_candidates`` nearest reference rows in the joint coordinates: a second
+    view of the same neighbourhood, found by the same search. A reference row's input is
+    its residual plus its code's reconstruction, so it needs no stored tensor. The joint
+    coordinates weigh a residual that training rows, fitted by the networks, have smaller
+    than new rows; the inputs do not, and the two views together rank anomalies better
+    than either (``docs/scoring.md``). Clean fits only: a contaminated fit's sliced search
+    has no single neighbourhood to re-rank.
 
 The units differ, so each component is normalized on normal rows the model never trained
 on (the calibration rows held back in ``fit``): a robust z-score, the median subtracted
@@ -38,7 +47,7 @@ from ..engine.runtime import forward_flops_per_row
 from ..plugin_system.priors import Prior
 from .neighbors import NeighborSearch, SlicedNeighborSearch
 
-COMPONENTS = ("reconstruction", "discriminator", "density", "neighbors")
+COMPONENTS = ("reconstruction", "discriminator", "density", "neighbors", "inputs")
 
 # -log p(z) is infinite where a prior has no mass (outside the uniform box); capping it
 # keeps every score finite, and the other components still order such samples.
@@ -56,13 +65,16 @@ def available_components(module: AAEModule, prior: Prior) -> tuple[str, ...]:
         names.append("density")
     if len(module.reference):
         names.append("neighbors")
+        if module.input_candidates:
+            names.append("inputs")
     return tuple(names)
 
 
 def default_weights(names: tuple[str, ...]) -> dict[str, float]:
-    """The combination that measured best on real data (``docs/benchmarks.md``)."""
-    chosen = "neighbors" if "neighbors" in names else "reconstruction"
-    return {name: float(name == chosen) for name in names}
+    """The combination that measured best on real data (``docs/benchmarks.md``): the
+    neighbourhood's two views where the model has them."""
+    chosen = {"neighbors", "inputs"} if "neighbors" in names else {"reconstruction"}
+    return {name: float(name in chosen) for name in names}
 
 
 def with_known_anomalies(
@@ -84,11 +96,33 @@ def with_known_anomalies(
 
 def reference_search(module: AAEModule, n_neighbors: int, threads: int = 1):
     """The search of the neighbors component: over the whole reference, or averaged over
-    its slices (``module.reference_groups``, see ``estimators.fitting.reference_groups``)."""
+    its slices (``module.reference_groups``, see ``estimators.fitting.reference_groups``);
+    with ``module.input_candidates``, one that measures the inputs component too."""
     groups = getattr(module, "reference_groups", 1)
     if groups > 1:
         return SlicedNeighborSearch(module.reference, n_neighbors, groups, threads)
+    if module.input_candidates:
+        return NeighborSearch(
+            module.reference, n_neighbors, threads, reference_inputs(module),
+            module.input_candidates,
+        )
     return NeighborSearch(module.reference, n_neighbors, threads)
+
+
+def reference_inputs(module: AAEModule) -> torch.Tensor:
+    """The reference rows in the scaled inputs: residual plus the code's reconstruction.
+    Computed in one pass over the whole reference, the same way at fit and after loading
+    (so scores stay bit-identical), and kept until the reference changes."""
+    kept = getattr(module, "_reference_inputs", None)
+    if kept is not None and kept[0] is module.reference:
+        return kept[1]
+    reference = module.reference
+    with torch.no_grad():
+        output = module.decode(reference[:, : module.latent_dim])
+        reconstructed = torch.sigmoid(output) if module.loss == "bce" else output
+        inputs = reference[:, module.latent_dim :] + reconstructed.reshape(len(reference), -1)
+    module._reference_inputs = (reference, inputs.contiguous())
+    return module._reference_inputs[1]
 
 
 def joint_coordinates(
@@ -138,7 +172,8 @@ def raw_components(
     inference_ready(module)
     streams = batch_streams(len(rows), batch_size, workers)
     normal_search = anomaly_search = None
-    if "neighbors" in out:
+    searched = "neighbors" in out or "inputs" in out
+    if searched:
         # with too few batches to stream side by side, the threads share each batch's
         # search instead, by far its largest part
         normal_search = reference_search(module, n_neighbors, workers // streams)
@@ -167,10 +202,15 @@ def raw_components(
                 nan=DENSITY_CAP, posinf=DENSITY_CAP
             ).clamp(max=DENSITY_CAP)
         m = where.stop - where.start
-        if "neighbors" in out:
+        if searched:
             joint = module.joint_coordinates(x, z, output)
-            values["neighbors"] = normal_search.mean_distance(joint, m)
-            if anomaly_search is not None:
+            if module.input_candidates:
+                values["neighbors"], values["inputs"] = normal_search.distances(
+                    joint, m, x.reshape(len(x), -1)
+                )
+            else:
+                values["neighbors"] = normal_search.mean_distance(joint, m)
+            if anomaly_search is not None and "neighbors" in out:
                 values["neighbors"] = with_known_anomalies(
                     values["neighbors"], joint, anomaly_search, m
                 )
@@ -206,9 +246,11 @@ def scoring_flops_per_row(module: AAEModule, components: Iterable[str] | None = 
     names = set(COMPONENTS if components is None else components)
     with_discriminator = "discriminator" in names or module.n_classes > 0
     flops = forward_flops_per_row(module, with_discriminator)
-    if "neighbors" in names and len(module.reference):
+    if ("neighbors" in names or "inputs" in names) and len(module.reference):
         n_reference, width = module.reference.shape
         flops += 2 * n_reference * (width + 1)
+        if module.input_candidates:  # the candidates' distances in the inputs
+            flops += 2 * module.input_candidates * (width - module.latent_dim)
     return flops
 
 

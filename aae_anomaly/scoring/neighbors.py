@@ -45,22 +45,36 @@ SUBGROUP = 8
 class NeighborSearch:
     """Mean Euclidean distance from query rows to their ``k`` nearest ``reference`` rows.
 
+    With ``inputs`` (one row per reference row: the same rows in a second view), the
+    search also measures that view among each query's ``candidates`` nearest reference
+    rows: the mean distance, in the second view, to the ``k`` closest of them there
+    (:meth:`distances`). The first view's mean is then taken over the ``k`` smallest of
+    the candidates' directly measured distances.
+
     Made once per scoring call (it holds a transposed, augmented copy of the reference);
     :meth:`mean_distance` may be called from several threads at once. With ``threads >
     1`` (CPU only), each call also shares its blocks among that many threads, kept for
     the life of the process (:func:`~aae_anomaly.engine.runtime.long_lived_threads`).
     """
 
-    def __init__(self, reference: torch.Tensor, k: int, threads: int = 1):
+    def __init__(
+        self, reference: torch.Tensor, k: int, threads: int = 1,
+        inputs: torch.Tensor | None = None, candidates: int = 0,
+    ):
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         if not len(reference):
             raise ValueError("the reference set is empty")
+        if inputs is not None and len(inputs) != len(reference):
+            raise ValueError("inputs must have one row per reference row")
         self.reference = reference
+        self.inputs = inputs
         self.k = min(k, len(reference))
+        # the rows chosen per query: the k nearest, or more to measure the second view on
+        self.chosen = self.k if inputs is None else min(max(k, candidates), len(reference))
         self._compiled = compiled_selection() if reference.device.type == "cpu" else None
         self.block_rows = COMPILED_BLOCK_ROWS if self._compiled else QUERY_BLOCK_ROWS
-        self.grouped = self._compiled is None and len(reference) > 2 * self.k * GROUP
+        self.grouped = self._compiled is None and len(reference) > 2 * self.chosen * GROUP
         # [q, 1] . [-2 r, |r|^2] = |q - r|^2 - |q|^2: one product with no separate pass to
         # add the norms ranks the reference rows for a query (|q|^2 is the same for all).
         ranking_rows = torch.cat([-2 * reference, reference.square().sum(dim=1, keepdim=True)], 1)
@@ -86,25 +100,42 @@ class NeighborSearch:
         With ``threads > 1``, the blocks are cut into that many runs, each searched by its
         own thread: for calls with too few rows to give each thread batches of its own.
         The blocks are those one thread would search, so the values are identical."""
+        return self.distances(queries, n_valid)[0]
+
+    def distances(
+        self, queries: torch.Tensor, n_valid: int | None = None,
+        query_inputs: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`mean_distance`, and with ``query_inputs`` (the queries in the second
+        view, for a search made with ``inputs``) the second view's mean distance among
+        the candidates (else None)."""
+        if (query_inputs is None) != (self.inputs is None):
+            raise ValueError("query_inputs go with a search made with inputs, and only then")
         n_valid = len(queries) if n_valid is None else n_valid
         distances = torch.zeros(len(queries), device=queries.device)
+        second = None if query_inputs is None else torch.zeros_like(distances)
         if not n_valid:
-            return distances
+            return distances, second
         n_blocks = -(-n_valid // self.block_rows)
         run = -(-n_blocks // self.threads) * self.block_rows
         runs = [slice(start, min(start + run, n_valid)) for start in range(0, n_valid, run)]
+        out = (distances, second, query_inputs)
         if len(runs) == 1:
-            self._search(queries, runs[0], distances)
+            self._search(queries, runs[0], *out)
         else:
             pool = long_lived_threads(self.threads, "search")
-            searches = [pool.submit(self._search_in_thread, queries, rows, distances)
+            searches = [pool.submit(self._search_in_thread, queries, rows, *out)
                         for rows in runs]
             for search in searches:
                 search.result()
-        return distances
+        return distances, second
 
-    def _search(self, queries: torch.Tensor, rows: slice, distances: torch.Tensor) -> None:
-        """Fill ``distances[rows]``; ``rows`` starts at a block boundary."""
+    def _search(
+        self, queries: torch.Tensor, rows: slice, distances: torch.Tensor,
+        second: torch.Tensor | None = None, query_inputs: torch.Tensor | None = None,
+    ) -> None:
+        """Fill ``distances[rows]`` (and ``second[rows]``); ``rows`` starts at a block
+        boundary."""
         block = self.block_rows
         augmented, ranking = self._block_buffers(queries)
         chosen = []
@@ -118,20 +149,17 @@ class NeighborSearch:
             chosen.append(self.nearest(ranking))
         n = rows.stop - rows.start
         nearest = torch.cat(chosen)[:n]
-        # The ranking expansion cancels digits when q and r are close, so the chosen
-        # neighbours' distances are measured directly: a score does not depend on its
-        # rounding. Sorted first, so the mean adds them in one order however they were
-        # selected.
-        difference = self.reference.index_select(0, nearest.view(-1)).view(n, self.k, -1)
-        direct = torch.linalg.vector_norm(difference.sub_(queries[rows, None]), dim=2)
-        distances[rows] = direct.sort(dim=1).values.mean(dim=1)
+        distances[rows] = _mean_of_nearest(self.reference, nearest, queries[rows], self.k)
+        if second is not None:
+            second[rows] = _mean_of_nearest(self.inputs, nearest, query_inputs[rows], self.k)
 
-    def _search_in_thread(self, queries: torch.Tensor, rows: slice, distances: torch.Tensor):
+    def _search_in_thread(self, queries, rows, distances, second=None, query_inputs=None):
         with worker_thread():
-            self._search(queries, rows, distances)
+            self._search(queries, rows, distances, second, query_inputs)
 
     def nearest(self, ranking: torch.Tensor) -> torch.Tensor:
-        """The columns of the ``k`` smallest values of each row of ``ranking``.
+        """The columns of the ``k`` smallest values of each row of ``ranking`` (``k`` here
+        is :attr:`chosen`: the candidates, when there are more than the neighbours).
 
         With the compiled kernel, see :func:`aae_anomaly.selection_kernel.smallest_columns`.
         Without it: a top-k over thousands of values per row costs more than the product that made
@@ -144,13 +172,13 @@ class NeighborSearch:
         selection picks the ``k``.
         """
         if self._compiled is not None:
-            columns = np.empty((len(ranking), self.k), dtype=np.int64)
-            self._compiled(ranking.numpy(), self.k, columns)
+            columns = np.empty((len(ranking), self.chosen), dtype=np.int64)
+            self._compiled(ranking.numpy(), self.chosen, columns)
             return torch.from_numpy(columns)
         smallest = self._smallest
         if not self.grouped:
-            return smallest(ranking, self.k)
-        k, rows = self.k, len(ranking)
+            return smallest(ranking, self.chosen)
+        k, rows = self.chosen, len(ranking)
         by_group = ranking.view(rows, -1, GROUP)
         groups = smallest(by_group.amin(dim=2), k)
         in_groups = (self._row_starts(rows, by_group.shape[1]) + groups).view(-1)
@@ -194,6 +222,19 @@ class NeighborSearch:
                 del kept[next(iter(kept))]  # the least recently used
         kept[key] = buffers  # now the most recently used
         return buffers
+
+
+def _mean_of_nearest(
+    rows: torch.Tensor, chosen: torch.Tensor, queries: torch.Tensor, k: int
+) -> torch.Tensor:
+    """Each query's mean distance to the ``k`` closest of its ``chosen`` rows of ``rows``.
+    The distances are measured directly (the ranking expansion cancels digits when a
+    query and a row are close, so a score does not depend on its rounding), and sorted
+    before the mean adds them, in one order however they were selected."""
+    n, m = chosen.shape
+    difference = rows.index_select(0, chosen.view(-1)).view(n, m, -1)
+    direct = torch.linalg.vector_norm(difference.sub_(queries[:, None]), dim=2)
+    return direct.sort(dim=1).values[:, :k].mean(dim=1)
 
 
 # what each thread reuses from search to search: its blocks (NeighborSearch._block_buffers)
