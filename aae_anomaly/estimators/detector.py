@@ -103,7 +103,9 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
     score_weights : dict, default=None
         Weight of each score component in the combined score. ``None`` takes the default
         that measured best on real data (see ``docs/scoring.md``): the ``neighbors``
-        component, or ``reconstruction`` when ``n_neighbors=0``.
+        and ``inputs`` components (``neighbors`` alone where there is no ``inputs``: a
+        fit with ``contamination`` or ``classes``), or ``reconstruction`` when
+        ``n_neighbors=0``.
     n_neighbors : int or "auto", default="auto"
         Neighbours averaged by the ``neighbors`` component, which measures distance to
         normal training rows in the AAE's (code, residual) coordinates. ``"auto"``: 2
@@ -586,7 +588,8 @@ class AAEDetector(OutlierMixin, TransformerMixin, BaseEstimator):
         """Each raw score component per sample, and the combined ``score``.
 
         Keys: ``reconstruction``, ``discriminator``, ``density`` (for priors with a
-        density) and ``score``; larger values are more anomalous in every one. For a model
+        density), ``neighbors`` and ``inputs`` (see ``docs/scoring.md`` for when each is
+        there) and ``score``; larger values are more anomalous in every one. For a model
         fitted with ``classes``, there is also ``class``: the class each row was scored
         as, its given one (``classes``) or else its best-matching one.
         """
