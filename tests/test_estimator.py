@@ -328,7 +328,7 @@ def test_inputs_component_measures_the_inputs_among_the_joint_candidates(small_r
 
     detector = AAEDetector(epochs=2, random_state=0).fit(small_rows)
     module = detector.module_
-    assert module.input_candidates == 8
+    assert module.input_candidates == 4
     reference, inputs = module.reference.double().numpy(), _reference_inputs(detector)
     # a reference row's input is the training row itself, in the scaled units
     scaled = module.scale_input(torch.from_numpy(small_rows.astype(np.float32))).numpy()
@@ -336,7 +336,7 @@ def test_inputs_component_measures_the_inputs_among_the_joint_candidates(small_r
     queries = np.random.default_rng(1).normal(size=(30, 5))
     joint = joint_coordinates(module, queries, 64, detector.device_).double().numpy()
     scaled_queries = module.scale_input(torch.from_numpy(queries.astype(np.float32))).numpy()
-    candidates = np.argsort(((joint[:, None] - reference[None]) ** 2).sum(-1), axis=1)[:, :8]
+    candidates = np.argsort(((joint[:, None] - reference[None]) ** 2).sum(-1), axis=1)[:, :4]
     among = np.linalg.norm(inputs[candidates] - scaled_queries[:, None], axis=2)
     expected = np.sort(among, axis=1)[:, :2].mean(axis=1)
     np.testing.assert_allclose(
@@ -351,7 +351,7 @@ def test_inputs_component_calibrates_leaving_the_held_out_rows_out(small_rows):
     held = np.arange(n - 12, n)
     joint = ((reference[held, None] - reference[None]) ** 2).sum(-1)
     joint[np.arange(12), held] = np.inf  # each row itself left out
-    candidates = np.argsort(joint, axis=1)[:, :8]
+    candidates = np.argsort(joint, axis=1)[:, :4]
     among = np.linalg.norm(inputs[candidates] - inputs[held, None], axis=2)
     leave_one_out = np.sort(among, axis=1)[:, :2].mean(axis=1)
     np.testing.assert_allclose(

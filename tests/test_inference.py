@@ -219,8 +219,8 @@ def test_scoring_flops_add_the_neighbour_search_to_the_networks():
     n_reference, width = module.reference.shape
     assert (n_reference, width) == (60, 3 + 6)  # the rows trained on and the held-out ones
     # the ranking product has a column for the norms; the inputs component measures its
-    # 8 candidates' input-space distances (6 features)
-    search = 2 * 60 * (9 + 1) + 2 * 8 * 6
+    # 4 candidates' input-space distances (6 features)
+    search = 2 * 60 * (9 + 1) + 2 * 4 * 6
     assert scoring_flops_per_row(module) == forward_flops_per_row(module) + search
     # the default score weighs the neighbourhood's two views: no discriminator pass
     weighted = detector.calibration_.weighted()

@@ -161,7 +161,7 @@ def test_the_neighbours_auto_chose_are_stored_and_a_number_needs_no_new_format(
     fixed.save(tmp_path / "fixed.aae")
     document = read_header(tmp_path / "fixed.aae").document
     # version 6 for the inputs component (input_candidates), not for the neighbours
-    assert "n_neighbors" not in document and document["input_candidates"] == 8
+    assert "n_neighbors" not in document and document["input_candidates"] == 4
     assert aae_anomaly.load(tmp_path / "fixed.aae").n_neighbors_ == 3
 
 
@@ -179,9 +179,9 @@ def test_bad_chosen_neighbours_fail_clearly(change, saved, tmp_path):
 
 def test_the_inputs_component_round_trips_with_its_candidates(fitted, saved, data):
     document = read_header(saved).document
-    assert document["input_candidates"] == 8 and document["format_version"] == 6
+    assert document["input_candidates"] == 4 and document["format_version"] == 6
     loaded = aae_anomaly.load(saved)
-    assert loaded.module_.input_candidates == 8
+    assert loaded.module_.input_candidates == 4
     np.testing.assert_array_equal(
         loaded.score_components(data)["inputs"], fitted.score_components(data)["inputs"]
     )

@@ -154,7 +154,7 @@ def test_conditioned_model_file_round_trip(conditioned, tmp_path):
     plain = AAEDetector(**FAST, n_neighbors=5).fit(X)
     plain.save(tmp_path / "p.aae")
     assert "normal_classes" not in read_header(tmp_path / "p.aae").document
-    assert read_header(tmp_path / "p.aae").document["input_candidates"] == 8
+    assert read_header(tmp_path / "p.aae").document["input_candidates"] == 4
 
 
 def test_damaged_class_list_is_refused(conditioned, tmp_path):

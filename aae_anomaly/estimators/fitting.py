@@ -170,11 +170,11 @@ CLEAN_NEIGHBORS, DEFAULT_NEIGHBORS = 2, 5
 
 
 # The inputs component (see scoring.components) measures the input-space distances among
-# this many nearest reference rows of each row in the joint coordinates: enough that the
-# k nearest in the inputs are nearly always among them (8 measured as well as the whole
-# reference on the ADBench sets, docs/benchmarks.md), few enough to cost a few hundred
-# operations per row beside the search's thousands.
-INPUT_CANDIDATES = 8
+# this many nearest reference rows of each row in the joint coordinates. On the ADBench
+# sets 4 scored within 0.0001-0.0003 of 8, 16 and 32 (and of a whole second search), and
+# every candidate more costs the selection and the gathers: 8 made scoring 1,000,000 rows
+# fall below 3x PyOD's AutoEncoder (docs/scoring.md).
+INPUT_CANDIDATES = 4
 
 
 def input_candidates(module, contamination) -> int:
