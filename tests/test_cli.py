@@ -231,7 +231,7 @@ def test_info_shows_what_the_file_holds(files):
     assert result.exit_code == 0, result.output
     for fragment in ("version 6", "gaussian (std=1.0) from aae-anomaly", "x0, x1, x2, x3, x4",
                      "the 2 nearest averaged (n_neighbors auto)",
-                     "inputs: the 2 nearest in the inputs among the 8 nearest",
+                     "inputs: the 2 nearest in the inputs among the 4 nearest",
                      "3 epochs", "final losses   reconstruction"):  # fmt: skip
         assert fragment in result.stdout
     document = json.loads(run("info", files["model.aae"], "--json").stdout)
