@@ -58,17 +58,13 @@ def reranked_input_score(detector, X_test) -> np.ndarray:
     reference row's input is its residual plus its code's reconstruction."""
     import torch
 
-    from aae_anomaly.scoring.components import joint_coordinates
+    from aae_anomaly.scoring.components import joint_coordinates, reference_inputs
 
     module = detector.module_
-    latent = module.latent_dim
     reference = module.reference.numpy()
     rows = np.asarray(X_test, dtype=np.float32).reshape(len(X_test), -1)
+    inputs = reference_inputs(module).numpy()
     with torch.inference_mode():
-        decoded = module.decode(torch.from_numpy(reference[:, :latent]))
-        if module.loss == "bce":
-            decoded = torch.sigmoid(decoded)
-        inputs = reference[:, latent:] + decoded.reshape(len(reference), -1).numpy()
         queries = joint_coordinates(module, rows, 1024, torch.device("cpu")).numpy()
         scaled = module.scale_input(torch.from_numpy(rows)).reshape(len(rows), -1).numpy()
     m = min(CANDIDATES, len(reference) - 1)

@@ -168,9 +168,18 @@ class AAEModule(ScaledInput, nn.Module):
     ) -> torch.Tensor:
         """``(code, residual)`` per sample: where the code puts a sample on the learned
         manifold, and what the decoder leaves unexplained (scaled units)."""
-        reconstructed = torch.sigmoid(output) if self.loss == "bce" else output
-        residual = (x - reconstructed).reshape(len(x), -1)
+        residual = (x - self.reconstructed(output)).reshape(len(x), -1)
         return torch.cat([z, residual], dim=1)
+
+    def inputs_of(self, joint: torch.Tensor) -> torch.Tensor:
+        """The scaled inputs (flat) of samples given in :meth:`joint_coordinates`: the
+        residual plus the code's reconstruction."""
+        output = self.decode(joint[:, : self.latent_dim])
+        return joint[:, self.latent_dim :] + self.reconstructed(output).reshape(len(joint), -1)
+
+    def reconstructed(self, output: torch.Tensor) -> torch.Tensor:
+        """The decoder's ``output`` in the scaled inputs' units (a probability for bce)."""
+        return torch.sigmoid(output) if self.loss == "bce" else output
 
 
 def per_sample_reconstruction_error(

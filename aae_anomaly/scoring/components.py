@@ -116,12 +116,9 @@ def reference_inputs(module: AAEModule) -> torch.Tensor:
     kept = getattr(module, "_reference_inputs", None)
     if kept is not None and kept[0] is module.reference:
         return kept[1]
-    reference = module.reference
     with torch.no_grad():
-        output = module.decode(reference[:, : module.latent_dim])
-        reconstructed = torch.sigmoid(output) if module.loss == "bce" else output
-        inputs = reference[:, module.latent_dim :] + reconstructed.reshape(len(reference), -1)
-    module._reference_inputs = (reference, inputs.contiguous())
+        inputs = module.inputs_of(module.reference)
+    module._reference_inputs = (module.reference, inputs.contiguous())
     return module._reference_inputs[1]
 
 
