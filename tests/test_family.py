@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import assert_bad_input, run
 from sklearn.datasets import make_blobs
 from sklearn.linear_model import LogisticRegression
@@ -124,6 +125,9 @@ def test_classifier_refuses_labels_it_cannot_learn_from(labels, message):
         ({"label_weight": 0}, "label_weight"),
         ({"labelled_batch_size": 0}, "labelled_batch_size"),
         ({"balance_weight": -1}, "balance_weight"),
+        ({"sharpness_weight": -0.5}, "sharpness_weight"),
+        ({"consistency_weight": float("nan")}, "consistency_weight"),
+        ({"consistency_radius": 0}, "consistency_radius"),
         ({"style_dim": 0}, "style_dim"),
         ({"input_noise": -0.1}, "input_noise"),
     ],
@@ -154,6 +158,50 @@ def test_clustering_recovers_well_separated_blobs():
     probabilities = model.predict_proba(X)
     assert probabilities.shape == (len(X), 4)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def mean_row_entropy(probabilities: np.ndarray) -> float:
+    return float(-(probabilities * np.log(np.clip(probabilities, 1e-12, None))).sum(1).mean())
+
+
+def test_sharpness_asks_each_row_for_one_category():
+    X, _ = blobs(n=300, centers=4)
+    settings = dict(n_clusters=8, epochs=10, batch_size=64, random_state=0)
+    plain = AAEClustering(**settings).fit(X).predict_proba(X)
+    sharp = AAEClustering(**settings, sharpness_weight=1.0).fit(X).predict_proba(X)
+    assert mean_row_entropy(sharp) < 0.5 * mean_row_entropy(plain)
+
+
+def test_consistency_holds_the_categories_under_small_input_changes():
+    from aae_anomaly.engine.categorical import neighbour_distance
+
+    # overlapping blobs, where a row's category can flip with a small change
+    X, _ = make_blobs(
+        n_samples=300, n_features=6, centers=4, cluster_std=3.0, center_box=(-8, 8),
+        random_state=0,
+    )
+    settings = dict(n_clusters=4, epochs=10, batch_size=64, random_state=0)
+    plain = AAEClustering(**settings).fit(X)
+    steady = AAEClustering(**settings, consistency_weight=3.0).fit(X)
+    noise = np.random.default_rng(0).normal(size=X.shape)
+    radius = neighbour_distance(torch.as_tensor(X), torch.Generator().manual_seed(0))
+    moved = X + 0.25 * radius * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+
+    def change(model):
+        return float(np.abs(model.predict_proba(moved) - model.predict_proba(X)).sum(1).mean())
+
+    assert change(steady) < 0.9 * change(plain)
+
+
+def test_consistency_radius_follows_the_distance_to_the_tenth_neighbour():
+    from aae_anomaly.engine.categorical import neighbour_distance
+
+    # points 1 apart on a line: the 10th nearest of an inner point is 5 away (two at each
+    # distance 1, 2, ...), whatever the units
+    line = torch.arange(200, dtype=torch.float64).reshape(-1, 1) * torch.ones(1, 3)
+    generator = torch.Generator().manual_seed(0)
+    assert neighbour_distance(line, generator) == pytest.approx(5 * 3**0.5)
+    assert neighbour_distance(7.0 * line, generator) == pytest.approx(35 * 3**0.5)
 
 
 def test_one_cluster_holds_every_row():

@@ -118,6 +118,45 @@ class CategoricalTrainingConfig(TrainingConfig):
     # weight of the batch balance term: log(k) minus the entropy of the batch's mean class
     # distribution (see CategoricalTrainer.run_epoch)
     balance_weight: float = 1.0
+    # weight of the mean entropy of each row's class distribution (sharp, one-category
+    # codes; see CategoricalTrainer.run_epoch)
+    sharpness_weight: float = 0.0
+    # weight of virtual adversarial training on q(y|x) (Miyato et al., 2018): the class
+    # distribution should not change under the small input change that changes it most
+    consistency_weight: float = 0.0
+    # that change's length, as a fraction of the median distance from a row to its
+    # NEIGHBOUR_RANK-th nearest training row (so it needs no tuning to the data's units)
+    consistency_radius: float = 0.25
+
+
+# The rank of the neighbour whose distance sets the consistency radius (IMSAT's choice,
+# Hu et al., 2017), and the rows sampled to measure it.
+NEIGHBOUR_RANK = 10
+RADIUS_QUERIES = 1_000
+RADIUS_REFERENCE = 20_000
+
+
+def neighbour_distance(x: torch.Tensor, generator: torch.Generator) -> float:
+    """Median distance from a sampled row to its ``NEIGHBOUR_RANK``-th nearest row among
+    a sample of ``x`` (the row itself excluded)."""
+    n = len(x)
+    reference = x[torch.randperm(n, generator=generator, device=x.device)[:RADIUS_REFERENCE]]
+    reference = reference.flatten(1)  # images: one vector each
+    queries = reference[:RADIUS_QUERIES]
+    rank = min(NEIGHBOUR_RANK, len(reference) - 1)
+    if rank < 1:
+        return 1.0
+    distances = torch.cdist(queries.double(), reference.double())
+    # the query itself sits in the reference at distance 0: the rank-th after it
+    nearest = distances.topk(rank + 1, dim=1, largest=False).values[:, rank]
+    distance = float(nearest.median())
+    return distance if distance > 0 else 1.0
+
+
+def class_divergence(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Mean KL divergence from the class distributions ``target`` to ``softmax(logits)``."""
+    log_p = torch.log_softmax(logits, dim=1)
+    return (target * (torch.log(target.clamp_min(1e-12)) - log_p)).sum(dim=1).mean()
 
 
 class CategoricalTrainer(EpochTrainer):
@@ -156,6 +195,11 @@ class CategoricalTrainer(EpochTrainer):
             classifier=None if self.labelled is None else list(encoder.parameters()),
         )
         self.x_all = module.scale_input(rows)
+        self.radius = 0.0
+        if module.infers_category and config.consistency_weight:
+            self.radius = config.consistency_radius * neighbour_distance(
+                self.x_all, generator
+            )
         self._start(HISTORY_KEYS)
 
     def _noisy(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,6 +207,22 @@ class CategoricalTrainer(EpochTrainer):
             return x
         noise = torch.randn(x.shape, generator=self.generator, device=x.device)
         return x + self.config.input_noise * noise
+
+    def _unit(self, d: torch.Tensor) -> torch.Tensor:
+        return d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (d.dim() - 1))
+
+    def _consistency(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Virtual adversarial loss of the class head at rows ``x`` (one power iteration):
+        the divergence of ``q(y|x + r)`` from ``q(y|x)`` for the ``r`` of length
+        ``self.radius`` that the divergence grows fastest along."""
+        target = torch.softmax(logits.detach(), dim=1)
+        probe = torch.randn(x.shape, generator=self.generator, device=x.device)
+        probe = (1e-6 * self._unit(probe)).requires_grad_()
+        probed, _ = self.module.encode(x + probe)
+        (gradient,) = torch.autograd.grad(class_divergence(target, probed), probe)
+        adversarial = self.radius * self._unit(gradient)
+        perturbed, _ = self.module.encode(x + adversarial)
+        return class_divergence(target, perturbed)
 
     def run_epoch(self) -> tuple[dict[str, float], bool]:
         module, config, generator = self.module, self.config, self.generator
@@ -228,6 +288,17 @@ class CategoricalTrainer(EpochTrainer):
                         entropy = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
                         imbalance = math.log(module.n_categories) - entropy
                         generator_loss = generator_loss + config.balance_weight * imbalance
+                    if config.sharpness_weight:
+                        # the balance term is met by flat distributions as well as by
+                        # one-hot ones; this asks each row for one category
+                        row_entropy = -(category * torch.log(category.clamp_min(1e-12)))
+                        generator_loss = generator_loss + config.sharpness_weight * (
+                            row_entropy.sum(dim=1).mean()
+                        )
+                    if config.consistency_weight:
+                        generator_loss = generator_loss + config.consistency_weight * (
+                            self._consistency(x, logits)
+                        )
                 steps["generator"].step_on(generator_loss)
 
             # 3. semi-supervised phase: cross-entropy of q(y|x) on a batch of labelled rows
