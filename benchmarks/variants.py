@@ -40,12 +40,26 @@ Parts:
     MNIST assembled from the normal rows of ``../shared/data/mnist-oneclass/mnistK.npz``
     (digit K), shuffled with seed 0: 10,000 test rows, the rest for training. With 100
     and 1000 labels (10 / 100 per digit, the first of each digit in the shuffled training
-    rows), ``AAEClassifier`` on all training rows (the others labelled -1); test error
-    beside the paper's. Results cached in ``benchmarks/results/variants-mnist.json``.
+    rows), ``AAEClassifier`` on all training rows (the others labelled -1), one fit per
+    seed of ``--seeds``; test error beside the paper's, the time per epoch, and the
+    training FLOPs per epoch (counted by torch's FlopCounterMode) against the machine's
+    matrix-product limit. Results cached in ``benchmarks/results/variants-mnist.json``
+    under ``TASK[-epochs-E]/seed-S``.
 ``clustering`` (unsupervised clustering, MNIST)
     ``AAEClustering`` with 16 and 30 clusters on the same training rows, no labels. Each
     cluster takes the majority digit of its training rows; the error is the share of test
     rows whose cluster's digit is not theirs. Cached as for ``classifier``.
+``mnist-table``
+    The cached MNIST runs of ``--mnist-epochs`` as one table (mean over seeds), printed and
+    written into ``docs/variants.md`` between its ``mnist-table`` marker lines.
+
+The MNIST parts run one task per process side by side (the cache is locked):
+
+    OMP_NUM_THREADS=1 python benchmarks/variants.py --part classifier --labels 100 --seeds 0,1 &
+    OMP_NUM_THREADS=1 python benchmarks/variants.py --part clustering --clusters 16 --seeds 0,1
+
+``--mnist-rows N`` and ``--set NAME=JSON`` make a probe: fewer training rows or one
+estimator parameter changed, printed but not cached.
 """
 
 from __future__ import annotations
@@ -357,7 +371,9 @@ def _mnist_data(args, part: str):
     if not (folder / "mnist0.npz").is_file():
         print(f"{part}: no MNIST in {folder}; skipped")
         return None
-    return mnist_split(folder)
+    X_train, y_train, X_test, y_test = mnist_split(folder)
+    rows = args.mnist_rows or len(X_train)
+    return X_train[:rows], y_train[:rows], X_test, y_test
 
 
 def _mnist_key(name: str, args, seed: int) -> str:
@@ -427,6 +443,8 @@ def _mnist_run(args, name: str, model, X_train, labels, seed: int, measure) -> N
     rate, limit = flops / per_epoch, args.matmul_limit
     paper = PAPER_ERROR[name]
     key = _mnist_key(name, args, seed)
+    if args.probe:
+        key = f"probe {key} on {len(X_train)} rows with {args.set or 'the settings'}"
     print(
         f"{key}: {len(X_train)} training rows, {model.epochs} epochs, fit "
         f"{seconds / 60:.1f} min ({per_epoch:.1f} s an epoch, {flops / 1e12:.2f} TFLOP an "
@@ -435,6 +453,8 @@ def _mnist_run(args, name: str, model, X_train, labels, seed: int, measure) -> N
         f"thread(s)): test error {error:.2f}% (paper {paper:.2f}%)"
         + "".join(f"; {k.replace('_', ' ')} {v}" for k, v in extra.items()), flush=True,
     )
+    if args.probe:  # a probe's figures are printed, never cached nor tabled
+        return
     _record_mnist(key, dict(
         error_percent=round(error, 2), paper_error_percent=paper, fit_seconds=round(seconds, 1),
         epoch_seconds=round(per_epoch, 2), epoch_tflop=round(flops / 1e12, 3),
@@ -460,7 +480,9 @@ def part_classifier(args) -> None:
             return error, {"labelled_only_error_percent": baseline}
 
         for seed in args.seeds:
-            settings = dict(MNIST_CLASSIFIER, epochs=args.mnist_epochs, random_state=seed)
+            settings = dict(
+                MNIST_CLASSIFIER, epochs=args.mnist_epochs, random_state=seed, **args.set
+            )
             model = AAEClassifier(**settings)
             _mnist_run(args, f"labels-{n_labels}", model, X_train, labels, seed, measure)
 
@@ -492,7 +514,7 @@ def part_clustering(args) -> None:
         for seed in args.seeds:
             settings = dict(
                 MNIST_CLUSTERING, n_clusters=n_clusters, epochs=args.mnist_epochs,
-                random_state=seed,
+                random_state=seed, **args.set,
             )
             model = AAEClustering(**settings)
             _mnist_run(args, f"clusters-{n_clusters}", model, X_train, None, seed, measure)
@@ -643,6 +665,16 @@ PARTS = {
 }  # fmt: skip
 
 
+def _setting(parser, text: str) -> tuple[str, object]:
+    import json
+
+    name, _, value = text.partition("=")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        parser.error(f"--set {text}: expected NAME=JSON, e.g. sharpness_weight=0.5")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=PARTS, action="append", help="default: all")
@@ -656,9 +688,19 @@ def main(argv: list[str] | None = None) -> int:
         "--mnist-epochs", type=int, default=MNIST_EPOCHS,
         help="results of other budgets are cached under keys that name their epochs",
     )
+    parser.add_argument(
+        "--mnist-rows", type=int, help="a probe on the first N training rows (not cached)"
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=JSON",
+        help="a probe with one estimator parameter changed, e.g. sharpness_weight=0 (not "
+        "cached); repeatable",
+    )
     parser.add_argument("--labels", type=integers, default=[100, 1000], help="classifier")
     parser.add_argument("--clusters", type=integers, default=[16, 30], help="clustering")
     args = parser.parse_args(argv)
+    args.set = dict(_setting(parser, text) for text in args.set)
+    args.probe = bool(args.set or args.mnist_rows)
     FIGURES.mkdir(parents=True, exist_ok=True)
     import torch
     from speed import matmul_limit

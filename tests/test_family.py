@@ -318,6 +318,22 @@ def test_classify_writes_a_label_and_probabilities_per_row(labelled_file, tmp_pa
     assert (table["label"] == y).mean() > 0.9
 
 
+def test_cluster_takes_the_class_distribution_terms_as_options(labelled_file, tmp_path):
+    from aae_anomaly import load
+
+    path, X, y = labelled_file
+    model_file = tmp_path / "clusters.aae"
+    result = run(
+        "cluster", path, "--clusters", 3, "--epochs", 2, "--sharpness-weight", 0.5,
+        "--consistency-weight", 2, "--consistency-radius", 0.1, "--balance-weight", 3,
+        "-o", tmp_path / "clusters.csv", "--save", model_file, "-q",
+    )
+    assert result.exit_code == 0, result.output
+    params = load(model_file).get_params()
+    assert (params["sharpness_weight"], params["consistency_weight"]) == (0.5, 2.0)
+    assert (params["consistency_radius"], params["balance_weight"]) == (0.1, 3.0)
+
+
 def test_cluster_and_generate_write_their_tables(labelled_file, tmp_path):
     path, X, y = labelled_file
     clusters = tmp_path / "clusters.csv"
@@ -341,6 +357,8 @@ def test_cluster_and_generate_write_their_tables(labelled_file, tmp_path):
         (("cluster", "{plain}", "--clusters", 0), "n_clusters must be"),
         (("generate", "{labelled}", "--class", 9), "--class 9 is not a class"),
         (("classify", "{labelled}", "--epochs", 0), "epochs must be a positive integer"),
+        (("cluster", "{plain}", "--consistency-radius", -1), "consistency_radius must be"),
+        (("classify", "{labelled}", "--sharpness-weight", -1), "sharpness_weight must be"),
     ],
 )
 def test_family_commands_exit_2_with_one_line_on_bad_input(tmp_path, args, message):

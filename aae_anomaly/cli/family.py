@@ -103,6 +103,35 @@ def family_options(defaults: dict):
     return decorate
 
 
+def category_options(defaults: dict):
+    """The weights of the terms on the inferred class distribution (classify, cluster)."""
+    options = [
+        click.option(
+            "--balance-weight", type=float, default=defaults["balance_weight"],
+            help="Weight of the term holding each batch's mean class distribution uniform.",
+        ),
+        click.option(
+            "--sharpness-weight", type=float, default=defaults["sharpness_weight"],
+            help="Weight of each row's class entropy (one class per row).",
+        ),
+        click.option(
+            "--consistency-weight", type=float, default=defaults["consistency_weight"],
+            help="Weight of virtual adversarial training of the class distribution.",
+        ),
+        click.option(
+            "--consistency-radius", type=float, default=defaults["consistency_radius"],
+            help="Length of that input change, in median distances to the 10th nearest row.",
+        ),
+    ]
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 def predict_option(verb: str):
     """``--predict DATA``: other rows to answer for than DATA's own."""
     return click.option(
@@ -259,6 +288,7 @@ CLASS_LABEL_HELP = (
     default=CLASSIFY_DEFAULTS["labelled_batch_size"],
     help="Labelled rows drawn per step.",
 )
+@category_options(CLASSIFY_DEFAULTS)
 @id_column_option()
 @family_options(CLASSIFY_DEFAULTS)
 def classify(data, output, label_column, predict, **options) -> None:
@@ -314,6 +344,7 @@ def classify(data, output, label_column, predict, **options) -> None:
     help="Number of clusters.",
 )
 @predict_option("assign")
+@category_options(CLUSTER_DEFAULTS)
 @id_column_option()
 @family_options(CLUSTER_DEFAULTS)
 def cluster(data, output, n_clusters, predict, **options) -> None:
