@@ -22,20 +22,26 @@ def run(error, epochs=50, seconds=600.0):
     }
 
 
-def test_table_gives_the_mean_of_each_tasks_seeds_for_one_budget():
+def test_table_gives_the_mean_of_each_tasks_seeds_per_budget():
     results = {
         "labels-100-epochs-50/seed-0": run(4.0),
         "labels-100-epochs-50/seed-1": run(5.0),
-        "labels-100-epochs-20/seed-0": run(30.0),  # another budget: left out
-        "clusters-16-epochs-50/seed-0": run(12.5),
+        "labels-100-epochs-20/seed-0": run(30.0),  # one seed of this budget: left out
+        "labels-1000-epochs-50/seed-0": run(2.0),  # a task that starts like another
+        "labels-1000-epochs-50/seed-1": run(3.0),
+        "clusters-16/seed-0": run(12.5, epochs=40),  # the default budget
+        "clusters-16/seed-3": run(13.5, epochs=40),
+        "labels-100": run(99.0),  # an older cache entry without a seed
     }
-    table = variants.mnist_table(results, 50)
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()[2:]}
-    assert set(rows) == {"semi-supervised, 100 labels", "clustering, 16 clusters"}
-    assert "**4.50%**" in rows["semi-supervised, 100 labels"]
-    assert "4.00% (seed 0), 5.00% (seed 1)" in rows["semi-supervised, 100 labels"]
-    assert "| 50% |" in rows["clustering, 16 clusters"]
-    assert "**12.50%**" in rows["clustering, 16 clusters"]
+    table = variants.mnist_table(results)
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    assert [(row[0].lstrip("| "), row[1], row[2]) for row in rows] == [
+        ("semi-supervised, 100 labels", "50", "**4.50%**"),
+        ("semi-supervised, 1,000 labels", "50", "**2.50%**"),
+        ("clustering, 16 clusters", str(variants.MNIST_EPOCHS), "**13.00%**"),
+    ]
+    assert rows[0][3] == "4.00% (seed 0), 5.00% (seed 1)"
+    assert rows[2][6] == "50%, 50%"
 
 
 def test_table_part_rewrites_only_the_marked_lines(tmp_path, monkeypatch, capsys):
@@ -44,15 +50,14 @@ def test_table_part_rewrites_only_the_marked_lines(tmp_path, monkeypatch, capsys
         f"before\n{variants.TABLE_START}\nold table\n{variants.TABLE_END}\nafter\n"
     )
     results = tmp_path / "variants-mnist.json"
-    results.write_text(json.dumps({"clusters-30/seed-0": run(9.0, epochs=40)}))
+    results.write_text(json.dumps({
+        "clusters-30/seed-0": run(8.0, epochs=40), "clusters-30/seed-1": run(10.0, epochs=40)
+    }))
     monkeypatch.setattr(variants, "VARIANTS_PAGE", page)
     monkeypatch.setattr(variants, "MNIST_RESULTS", results)
     monkeypatch.setattr(variants, "ROOT", tmp_path)
 
-    class Args:
-        mnist_epochs = variants.MNIST_EPOCHS
-
-    variants.part_mnist_table(Args())
+    variants.part_mnist_table(None)
     text = page.read_text()
     assert text.startswith("before\n") and text.endswith("\nafter\n")
     assert "old table" not in text and "**9.00%**" in text
