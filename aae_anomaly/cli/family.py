@@ -103,25 +103,21 @@ def family_options(defaults: dict):
     return decorate
 
 
+# The terms on the inferred class distribution (classify, cluster): parameter -> help.
+CATEGORY_TERMS = {
+    "balance_weight": "Weight of the term holding each batch's mean class distribution uniform.",
+    "sharpness_weight": "Weight of each row's class entropy (one class per row).",
+    "consistency_weight": "Weight of virtual adversarial training of the class distribution.",
+    "consistency_radius": "Length of that input change, in median distances to the 10th "
+    "nearest row.",
+}
+
+
 def category_options(defaults: dict):
-    """The weights of the terms on the inferred class distribution (classify, cluster)."""
+    """``--balance-weight`` and the others of :data:`CATEGORY_TERMS`."""
     options = [
-        click.option(
-            "--balance-weight", type=float, default=defaults["balance_weight"],
-            help="Weight of the term holding each batch's mean class distribution uniform.",
-        ),
-        click.option(
-            "--sharpness-weight", type=float, default=defaults["sharpness_weight"],
-            help="Weight of each row's class entropy (one class per row).",
-        ),
-        click.option(
-            "--consistency-weight", type=float, default=defaults["consistency_weight"],
-            help="Weight of virtual adversarial training of the class distribution.",
-        ),
-        click.option(
-            "--consistency-radius", type=float, default=defaults["consistency_radius"],
-            help="Length of that input change, in median distances to the 10th nearest row.",
-        ),
+        click.option(f"--{name.replace('_', '-')}", type=float, default=defaults[name], help=text)
+        for name, text in CATEGORY_TERMS.items()
     ]
 
     def decorate(command):

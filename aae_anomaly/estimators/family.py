@@ -300,6 +300,19 @@ class SupervisedAAE(_CategoricalAAE):
         return decode_categorical(self.module_, category, codes)
 
 
+_CATEGORY_TERMS = """    sharpness_weight : float, default=0.0
+        Weight of the mean entropy of each row's class (category) distribution, asking
+        each row for one class (0 turns it off).
+    consistency_weight : float, default=0.0
+        Weight of virtual adversarial training on ``q(y|x)`` (Miyato et al., 2018): the
+        class distribution is held unchanged under the small input change that changes
+        it most (0 turns it off; each step then costs two more encoder passes).
+    consistency_radius : float, default=0.25
+        That change's length, as a fraction of the median distance from a training row
+        to its 10th nearest training row.
+"""
+
+
 class AAEClassifier(ClassifierMixin, _CategoricalAAE):
     """Semi-supervised classifier built on an adversarial autoencoder.
 
@@ -321,17 +334,9 @@ class AAEClassifier(ClassifierMixin, _CategoricalAAE):
         Weight of the term that holds each batch's mean class distribution to uniform
         (an addition to the paper against all rows collapsing into one class; 0 turns it
         off).
-    sharpness_weight : float, default=0.0
-        Weight of the mean entropy of each row's class distribution, asking each row for
-        one class (0 turns it off).
-    consistency_weight : float, default=0.0
-        Weight of virtual adversarial training on ``q(y|x)`` (Miyato et al., 2018): the
-        class distribution is held unchanged under the small input change that changes
-        it most (0 turns it off; each step then costs two more encoder passes).
-    consistency_radius : float, default=0.25
-        That change's length, as a fraction of the median distance from a training row
-        to its 10th nearest training row.
-
+"""
+        + _CATEGORY_TERMS
+        + """
     Attributes
     ----------
     classes_ : ndarray
@@ -447,17 +452,9 @@ class AAEClustering(ClusterMixin, _CategoricalAAE):
         Weight of the term that holds each batch's mean category distribution to uniform
         (an addition to the paper: without it, all rows can collapse into one category;
         0 turns it off).
-    sharpness_weight : float, default=0.0
-        Weight of the mean entropy of each row's category distribution, asking each row for
-        one category (0 turns it off).
-    consistency_weight : float, default=0.0
-        Weight of virtual adversarial training on ``q(y|x)`` (Miyato et al., 2018): the
-        category distribution is held unchanged under the small input change that changes
-        it most (0 turns it off; each step then costs two more encoder passes).
-    consistency_radius : float, default=0.25
-        That change's length, as a fraction of the median distance from a training row
-        to its 10th nearest training row.
-
+"""
+        + _CATEGORY_TERMS
+        + """
     Attributes
     ----------
     labels_ : ndarray of int
