@@ -16,10 +16,12 @@ phase (the discriminators, then the encoder as their generator) and, with labell
 the semi-supervised phase on a batch of labelled rows drawn with replacement, so a few
 labels are seen in every step however many unlabelled rows there are.
 
-One addition to the paper: the encoder's adversarial step also holds the batch's mean
+Additions to the paper, on the encoder's adversarial step: it also holds the batch's mean
 class distribution to the uniform marginal of the categorical prior (a balance term,
 weight ``balance_weight``), because a discriminator that judges one code at a time does not
-stop all rows collapsing into one category.
+stop all rows collapsing into one category; optionally, it asks each row for one category
+(``sharpness_weight``) and keeps ``q(y|x)`` unchanged under the input change that changes
+it most (virtual adversarial training, ``consistency_weight``).
 """
 
 from __future__ import annotations
