@@ -355,10 +355,28 @@ def encode_categorical(
 
 
 def decode_categorical(
-    module: CategoricalAAEModule, category: torch.Tensor, style: torch.Tensor
+    module: CategoricalAAEModule,
+    category: torch.Tensor,
+    style: torch.Tensor,
+    workers: int = 1,
 ) -> np.ndarray:
-    """Flat rows in the user's units decoded from class vectors and styles."""
+    """Flat rows in the user's units decoded from class vectors and styles.
+
+    The codes go through the same fixed-shape padded batches as encoding, so a sample's
+    rows are bit-identical however many are drawn and in whichever process (the matrix
+    products' rounding can depend on the batch's shape)."""
     inference_ready(module)
-    with torch.inference_mode():
-        rows = module.unscale_output(module.decode(category, style))
-    return rows.double().cpu().numpy()
+    codes = torch.cat([category, style], dim=1).float().cpu().numpy()
+    k = module.n_categories
+    rows: np.ndarray | None = None
+
+    def work(where: slice, batch: torch.Tensor) -> None:
+        nonlocal rows
+        size = where.stop - where.start
+        decoded = module.unscale_output(module.decode(batch[:, :k], batch[:, k:]))[:size]
+        if rows is None:
+            rows = np.empty((len(codes), *decoded.shape[1:]))
+        rows[where] = decoded.double().cpu().numpy()
+
+    for_each_batch(codes, None, category.device, work, workers)
+    return rows

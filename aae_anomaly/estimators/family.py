@@ -297,7 +297,8 @@ class SupervisedAAE(_CategoricalAAE):
         device = self.device_
         category = torch.eye(len(self.classes_), device=device)[torch.as_tensor(index)]
         codes = torch.as_tensor(codes, dtype=torch.float32, device=device)
-        return decode_categorical(self.module_, category, codes)
+        with inference_threads(self.module_, device) as workers:
+            return decode_categorical(self.module_, category, codes, workers)
 
 
 _CATEGORY_TERMS = """    sharpness_weight : float, default=0.0
