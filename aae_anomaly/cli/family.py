@@ -32,6 +32,7 @@ from .options import (
     quiet_option,
     scaling_option,
     seed_option,
+    stacked,
     table_options,
     table_output_option,
     training_device_option,
@@ -94,13 +95,7 @@ def family_options(defaults: dict):
         quiet_option(),
         verbose_option(),
     ]
-
-    def decorate(command):
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return decorate
+    return stacked(options)
 
 
 # The terms on the inferred class distribution (classify, cluster): parameter -> help.
@@ -119,13 +114,7 @@ def category_options(defaults: dict):
         click.option(f"--{name.replace('_', '-')}", type=float, default=defaults[name], help=text)
         for name, text in CATEGORY_TERMS.items()
     ]
-
-    def decorate(command):
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return decorate
+    return stacked(options)
 
 
 def predict_option(verb: str):

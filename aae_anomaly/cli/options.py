@@ -112,6 +112,18 @@ def table_options():
     return decorate
 
 
+def stacked(options: list):
+    """One decorator that applies click ``options`` in their listed order (first on top
+    in ``--help``)."""
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 def _column_names_option(flag: str, dest: str, text: str):
     return click.option(flag, dest, multiple=True, metavar="NAME", help=text)
 

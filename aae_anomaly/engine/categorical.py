@@ -155,6 +155,17 @@ def neighbour_distance(x: torch.Tensor, generator: torch.Generator) -> float:
     return distance if distance > 0 else 1.0
 
 
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy of the distributions along the last dimension of ``p``."""
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(dim=-1)
+
+
+def unit_rows(d: torch.Tensor) -> torch.Tensor:
+    """``d`` with each row (each image, flattened) scaled to length 1."""
+    norms = d.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return d / norms.view(-1, *[1] * (d.dim() - 1))
+
+
 def class_divergence(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """Mean KL divergence from the class distributions ``target`` to ``softmax(logits)``."""
     log_p = torch.log_softmax(logits, dim=1)
@@ -210,19 +221,16 @@ class CategoricalTrainer(EpochTrainer):
         noise = torch.randn(x.shape, generator=self.generator, device=x.device)
         return x + self.config.input_noise * noise
 
-    def _unit(self, d: torch.Tensor) -> torch.Tensor:
-        return d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (d.dim() - 1))
-
     def _consistency(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Virtual adversarial loss of the class head at rows ``x`` (one power iteration):
         the divergence of ``q(y|x + r)`` from ``q(y|x)`` for the ``r`` of length
         ``self.radius`` that the divergence grows fastest along."""
         target = torch.softmax(logits.detach(), dim=1)
         probe = torch.randn(x.shape, generator=self.generator, device=x.device)
-        probe = (1e-6 * self._unit(probe)).requires_grad_()
+        probe = (1e-6 * unit_rows(probe)).requires_grad_()
         probed, _ = self.module.encode(x + probe)
         (gradient,) = torch.autograd.grad(class_divergence(target, probed), probe)
-        adversarial = self.radius * self._unit(gradient)
+        adversarial = self.radius * unit_rows(gradient)
         perturbed, _ = self.module.encode(x + adversarial)
         return class_divergence(target, perturbed)
 
@@ -286,16 +294,13 @@ class CategoricalTrainer(EpochTrainer):
                         # row moving to the same category at once (measured on MNIST: all rows
                         # in one of 16 categories after 3 epochs). The categorical prior's
                         # marginal is uniform: hold the batch's mean distribution to it.
-                        mean = category.mean(dim=0)
-                        entropy = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
-                        imbalance = math.log(module.n_categories) - entropy
+                        imbalance = math.log(module.n_categories) - entropy(category.mean(dim=0))
                         generator_loss = generator_loss + config.balance_weight * imbalance
                     if config.sharpness_weight:
                         # the balance term is met by flat distributions as well as by
                         # one-hot ones; this asks each row for one category
-                        row_entropy = -(category * torch.log(category.clamp_min(1e-12)))
                         generator_loss = generator_loss + config.sharpness_weight * (
-                            row_entropy.sum(dim=1).mean()
+                            entropy(category).mean()
                         )
                     if config.consistency_weight:
                         generator_loss = generator_loss + config.consistency_weight * (
@@ -368,15 +373,12 @@ def decode_categorical(
     inference_ready(module)
     codes = torch.cat([category, style], dim=1).float().cpu().numpy()
     k = module.n_categories
-    rows: np.ndarray | None = None
+    rows = np.empty((len(codes), math.prod(module.input_shape)))  # unscale_output is flat
 
     def work(where: slice, batch: torch.Tensor) -> None:
-        nonlocal rows
         size = where.stop - where.start
-        decoded = module.unscale_output(module.decode(batch[:, :k], batch[:, k:]))[:size]
-        if rows is None:
-            rows = np.empty((len(codes), *decoded.shape[1:]))
-        rows[where] = decoded.double().cpu().numpy()
+        decoded = module.unscale_output(module.decode(batch[:, :k], batch[:, k:]))
+        rows[where] = decoded[:size].double().cpu().numpy()
 
     for_each_batch(codes, None, category.device, work, workers)
     return rows
